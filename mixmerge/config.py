@@ -1,0 +1,53 @@
+"""OmegaConf resolvers used by the configs (imported by every entry point before Hydra composes)."""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+
+@functools.cache
+def cpu_has_bf16() -> bool:
+    """True when the CPU has native bf16 instructions (AVX512-BF16 or AMX), where autocast pays off."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def auto_precision() -> str:
+    """bf16 autocast where the hardware runs it natively (recent GPUs, bf16-capable CPUs), else fp32."""
+    import torch
+
+    if torch.cuda.is_available():
+        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+    return "bf16-mixed" if cpu_has_bf16() else "32-true"
+
+
+def wandb_offline() -> bool:
+    """Log to W&B offline unless a key is configured (WANDB_API_KEY, or WANDB_MODE=online after login)."""
+    if os.environ.get("WANDB_MODE") in ("offline", "disabled"):
+        return True
+    return not (os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_MODE") == "online")
+
+
+def register_resolvers() -> None:
+    for name, fn in {"mixmerge.precision": auto_precision, "mixmerge.wandb_offline": wandb_offline}.items():
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, fn)
+
+
+register_resolvers()
+
+
+def resolved_config(cfg: DictConfig) -> dict:
+    """The run's config as plain data with interpolations resolved (Hydra's own node left out)."""
+    return {
+        key: OmegaConf.to_container(cfg[key], resolve=True) if OmegaConf.is_config(cfg[key]) else cfg[key]
+        for key in cfg
+        if key != "hydra"
+    }

@@ -1,0 +1,1 @@
+"""Training: LightningModules for SFT and preference objectives, strategies, and export."""

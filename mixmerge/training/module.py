@@ -1,0 +1,79 @@
+"""The causal-LM LightningModule shared by every objective: model loading, LoRA, optimizers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import lightning as L
+import torch
+
+from mixmerge.modeling import load_causal_lm
+
+
+class CausalLMModule(L.LightningModule):
+    """Holds a Hugging Face causal LM (optionally wrapped with LoRA) and builds its optimizer.
+
+    The model is created in `configure_model`, which Lightning calls inside the strategy's context,
+    so DeepSpeed ZeRO-3 can shard it as it is built.
+    """
+
+    def __init__(
+        self,
+        model_path: str,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., Any] | None = None,
+        lora: Any = None,
+        trust_remote_code: bool = False,
+        gradient_checkpointing: bool = False,
+    ):
+        super().__init__()
+        self.model_path = model_path
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.lora = lora
+        self.trust_remote_code = trust_remote_code
+        self.gradient_checkpointing = gradient_checkpointing
+        self.model: Any = None
+        self.loss_history: list[float] = []
+
+    def configure_model(self) -> None:
+        if self.model is not None:
+            return
+        model = load_causal_lm(self.model_path, trust_remote_code=self.trust_remote_code)
+        if self.gradient_checkpointing:
+            model.gradient_checkpointing_enable()
+            model.config.use_cache = False
+        if self.lora is not None:
+            from peft import get_peft_model
+
+            if self.gradient_checkpointing:
+                model.enable_input_require_grads()
+            model = get_peft_model(model, self.lora)
+        self.model = model
+
+    def configure_optimizers(self) -> Any:
+        params = [p for p in self.parameters() if p.requires_grad]
+        optimizer = self.optimizer_factory(params=params)
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self.scheduler_factory(
+            optimizer=optimizer, num_training_steps=int(self.trainer.estimated_stepping_batches)
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def record_loss(self, loss: torch.Tensor, batch_size: int) -> None:
+        self.log("train/loss", loss, prog_bar=True, on_step=True, batch_size=batch_size)
+        self.loss_history.append(float(loss.detach()))
+
+    def summary_metrics(self) -> dict[str, float]:
+        """First and last few losses, so a caller (and the provenance) can see that training moved."""
+        h = self.loss_history
+        if not h:
+            return {}
+        k = max(1, min(5, len(h) // 4))
+        return {
+            "steps": len(h),
+            "loss_first": sum(h[:k]) / k,
+            "loss_last": sum(h[-k:]) / k,
+        }

@@ -1,0 +1,67 @@
+"""SFT end to end on the tiny model, in process: loss goes down and a loadable folder is written."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from mixmerge.errors import MixmergeError
+from mixmerge.provenance import read_provenance
+from mixmerge.training.pipeline import train
+
+FAST = ["trainer.max_steps=40", "objective.optimizer.lr=3e-3", "data.batch_size=8", "data.max_examples_per_language=24",
+        "languages=en_fr_es"]
+
+
+def test_sft_lowers_loss_and_writes_a_loadable_model(train_cfg):
+    cfg = train_cfg(*FAST)
+    metrics = train(cfg)
+    assert metrics["steps"] == 40
+    assert metrics["loss_last"] < metrics["loss_first"] * 0.8
+
+    out = Path(cfg.paths.models_dir) / cfg.output_name
+    assert out.name == "tiny-random-sft-mix15-en_fr_es"
+    model = AutoModelForCausalLM.from_pretrained(out)
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    assert tokenizer.chat_template
+    ids = tokenizer("Bonjour", return_tensors="pt").input_ids
+    assert torch.isfinite(model(ids).logits).all()
+
+    manifest = json.loads((Path(cfg.paths.output_dir) / "mixture.json").read_text())
+    assert manifest["languages"] == ["en", "fr", "es"]
+    assert set(manifest["counts"]) == {"en", "fr", "es"}
+    assert manifest["seed"] == 42
+    prov = read_provenance(out)
+    assert prov["kind"] == "train" and prov["objective"] == "sft"
+    assert prov["mixture"]["total"] == manifest["total"]
+    assert prov["parent"]["reference"] == "tiny-random"
+    assert prov["metrics"]["loss_last"] == pytest.approx(metrics["loss_last"])
+    assert not list(out.parent.glob(".tmp-*"))
+
+
+def test_lora_is_merged_into_a_plain_folder(train_cfg):
+    cfg = train_cfg(*FAST, "peft=lora", "trainer.max_steps=3")
+    train(cfg)
+    out = Path(cfg.paths.models_dir) / cfg.output_name
+    assert (out / "model.safetensors").is_file() and not (out / "adapter_config.json").exists()
+    assert AutoModelForCausalLM.from_pretrained(out).config.model_type == "llama"
+
+
+def test_finished_model_is_not_overwritten(train_cfg):
+    cfg = train_cfg(*FAST, "trainer.max_steps=1")
+    out = Path(cfg.paths.models_dir) / cfg.output_name
+    out.mkdir(parents=True)
+    (out / "config.json").write_text("{}")
+    with pytest.raises(MixmergeError, match="already holds a finished model"):
+        train(cfg)
+    assert (out / "config.json").read_text() == "{}"
+
+
+def test_missing_init_from_model(train_cfg, tmp_path):
+    cfg = train_cfg("model.init_from=" + str(tmp_path / "nope"))
+    with pytest.raises(MixmergeError, match=r"model.init_from=.*nope: no such model"):
+        train(cfg)

@@ -7,6 +7,7 @@ once; training, merging and evaluation then load that folder like any other.
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -139,6 +140,18 @@ def ensure_tiny_random(dest: Path, architecture: DictConfig | dict, seed: int = 
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
     return dest
+
+
+def check_causal_lm(path: str | Path, key: str = "model") -> None:
+    """Fail early (before data or training work) when a folder is not a causal LM transformers knows."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    try:
+        model_type = json.loads((Path(path) / "config.json").read_text()).get("model_type")
+    except (OSError, json.JSONDecodeError) as err:
+        raise MixmergeError(f"{key}={path}: unreadable config.json ({err})") from err
+    if model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+        raise MixmergeError(f"{key}={path}: model_type '{model_type}' is not a causal language model")
 
 
 def load_tokenizer(path: str, trust_remote_code: bool = False) -> Any:

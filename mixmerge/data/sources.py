@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -25,11 +27,25 @@ def load_source(src: DictConfig, key: str, languages: Sequence[str], objective: 
     if src.source in ("path", "hub"):
         if not src.get("path"):
             raise MixmergeError(f"{key}.path: required when {key}.source={src.source}")
-        table = _load_table(src, key)
-        return [
-            r for r in _map_columns(table, src, key, required, pair) if r["language"] in languages
-        ]
+        return [r for r in _map_columns(_load_rows(src, key), src, key, required, pair) if r["language"] in languages]
     raise MixmergeError(f"{key}.source={src.source}: expected bundled, path or hub")
+
+
+def _load_rows(src: DictConfig, key: str) -> tuple[list[str] | None, list[tuple[str, Any]]]:
+    """(column names or None, [(where, row)]): JSONL files keep `file:line`, other sources `[row i]`."""
+    path = Path(str(src.path)).expanduser()
+    if path.is_file() and path.suffix == ".jsonl":
+        rows = []
+        with path.open(encoding="utf-8") as handle:
+            for number, line in enumerate(handle, 1):
+                if line.strip():
+                    try:
+                        rows.append((f"{path}:{number}", json.loads(line)))
+                    except json.JSONDecodeError as err:
+                        raise MixmergeError(f"{path}:{number}: not valid JSON ({err.msg})") from None
+        return None, rows  # each row is checked with its file:line instead
+    table = _load_table(src, key)
+    return table.column_names, [(f"{src.path}[row {i}]", row) for i, row in enumerate(table)]
 
 
 def _load_table(src: DictConfig, key: str) -> datasets.Dataset:
@@ -70,7 +86,10 @@ def _text(value: Any) -> Any:
     return value
 
 
-def _map_columns(table: datasets.Dataset, src: DictConfig, key: str, required: Sequence[str], pair: bool) -> list[dict[str, Any]]:
+def _map_columns(
+    loaded: tuple[list[str] | None, list[tuple[str, Any]]], src: DictConfig, key: str, required: Sequence[str], pair: bool
+) -> list[dict[str, Any]]:
+    column_names, table = loaded
     columns = {field: field for field in (*required, "task", "category", "id")}
     columns.update(_plain(src.get("columns")))
     language_names = _plain(src.get("language_names"))
@@ -78,16 +97,18 @@ def _map_columns(table: datasets.Dataset, src: DictConfig, key: str, required: S
     for field in required:
         if field == "language" and fixed_language:
             continue
-        if columns[field] not in table.column_names:
+        if column_names is not None and columns[field] not in column_names:
             raise MixmergeError(
                 f"{key}.columns.{field}: column '{columns[field]}' not in dataset {src.path} "
-                f"(columns: {', '.join(table.column_names)})"
+                f"(columns: {', '.join(column_names)})"
             )
     rows = []
-    for index, row in enumerate(table):
+    for where, row in table:
+        if not isinstance(row, dict):
+            raise MixmergeError(f"{where}: expected a JSON object, got {type(row).__name__}")
         record = {field: _text(row[col]) for field, col in columns.items() if col in row}
         if fixed_language:
             record["language"] = fixed_language
         record["language"] = language_names.get(record.get("language"), record.get("language"))
-        rows.append(validate_record(record, f"{src.path}[row {index}]", required, pair))
+        rows.append(validate_record(record, where, required, pair))
     return rows

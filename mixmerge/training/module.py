@@ -50,6 +50,7 @@ class CausalLMModule(L.LightningModule):
             if self.gradient_checkpointing:
                 model.enable_input_require_grads()
             model = get_peft_model(model, self.lora)
+        model.train()  # from_pretrained returns a model in eval mode
         self.model = model
 
     def configure_optimizers(self) -> Any:

@@ -15,13 +15,16 @@ from mixmerge.data.datamodule import MixtureDataModule, SFTCollator, encode_reco
 from mixmerge.data.mixture import build_mixture
 from mixmerge.errors import MixmergeError
 from mixmerge.io import write_json_atomic
-from mixmerge.modeling import load_tokenizer, resolve_model, resolve_model_ref
+from mixmerge.modeling import check_causal_lm, load_tokenizer, resolve_model, resolve_model_ref
 from mixmerge.provenance import parent_entry
+from mixmerge.training.dpo import PreferenceCollator
 from mixmerge.training.export import export_model
+from mixmerge.training.losses import check_preference_params
+from mixmerge.training.reference import reference_logps
 
 log = logging.getLogger(__name__)
 
-OBJECTIVES = ("sft",)
+OBJECTIVES = ("sft", "dpo")
 
 
 def instantiate_dict(nodes: DictConfig | None) -> list[Any]:
@@ -50,6 +53,27 @@ def build_module(cfg: DictConfig, model_path: str) -> L.LightningModule:
     )
 
 
+def attach_reference(cfg: DictConfig, examples: Any, model_path: str, pad_token_id: int) -> tuple[Any, dict[str, Any]]:
+    """Add precomputed reference log-probs to every pair, or note that LoRA's disabled adapters serve."""
+    if cfg.peft.get("config"):
+        return examples, {"kind": "policy_with_adapters_disabled", "model": model_path}
+    ref_path = model_path
+    if cfg.objective.get("reference"):
+        ref_path = str(resolve_model_ref(str(cfg.objective.reference), cfg.paths.models_dir, key="objective.reference"))
+    chosen, rejected, info = reference_logps(
+        ref_path,
+        examples,
+        pad_token_id,
+        cache_dir=Path(cfg.paths.cache_dir) / "reference_logps",
+        max_length=cfg.data.max_length,
+        precision=str(cfg.trainer.precision),
+        batch_size=cfg.data.batch_size,
+        trust_remote_code=cfg.model.trust_remote_code,
+    )
+    examples = examples.add_column("ref_chosen_logps", chosen.tolist()).add_column("ref_rejected_logps", rejected.tolist())
+    return examples, {"kind": "precomputed", **info}
+
+
 def check_config(cfg: DictConfig) -> None:
     """Checks Hydra cannot do itself, before anything expensive happens."""
     if cfg.objective.name not in OBJECTIVES:
@@ -58,8 +82,13 @@ def check_config(cfg: DictConfig) -> None:
         raise MixmergeError(f"data.max_length={cfg.data.max_length}: expected an integer >= 8")
     if not isinstance(cfg.data.batch_size, int) or cfg.data.batch_size < 1:
         raise MixmergeError(f"data.batch_size={cfg.data.batch_size}: expected a positive integer")
+    if cfg.objective.name == "dpo":
+        check_preference_params(cfg.objective.beta, cfg.objective.loss_type, cfg.objective.label_smoothing)
+        if cfg.data.packing:
+            raise MixmergeError("data.packing=true: packing applies to SFT only (DPO keeps each pair whole)")
     if cfg.model.get("init_from"):
-        resolve_model_ref(str(cfg.model.init_from), cfg.paths.models_dir, key="model.init_from")
+        start = resolve_model_ref(str(cfg.model.init_from), cfg.paths.models_dir, key="model.init_from")
+        check_causal_lm(start, key="model.init_from")
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
@@ -82,13 +111,19 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     examples, dropped = encode_records(mixture.records, tokenizer, objective, cfg.data.max_length)
     if len(examples) == 0:
         raise MixmergeError(f"data.max_length={cfg.data.max_length}: every prompt is longer than this")
-    if cfg.data.packing:
-        examples = pack(examples, cfg.data.max_length)
+    reference = None
+    if objective == "dpo":
+        examples, reference = attach_reference(cfg, examples, model_path, tokenizer.pad_token_id)
+        collator: Any = PreferenceCollator(tokenizer.pad_token_id)
+    else:
+        if cfg.data.packing:
+            examples = pack(examples, cfg.data.max_length)
+        collator = SFTCollator(tokenizer.pad_token_id)
     manifest = {**mixture.manifest, "dropped_too_long": dropped, "training_rows": len(examples), "packing": cfg.data.packing}
     manifest_path = write_json_atomic(run_dir / "mixture.json", manifest)
     log.info("Mixture: %d examples, realised safety fraction %.4f", mixture.manifest["total"], manifest["realised_safety_fraction"])
 
-    datamodule = MixtureDataModule(examples, SFTCollator(tokenizer.pad_token_id), cfg.data.batch_size, cfg.seed, cfg.data.num_workers)
+    datamodule = MixtureDataModule(examples, collator, cfg.data.batch_size, cfg.seed, cfg.data.num_workers)
     module = build_module(cfg, model_path)
     loggers = instantiate_dict(cfg.get("logger"))
     trainer: L.Trainer = instantiate(
@@ -112,6 +147,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
                 "parent": parent_entry(cfg.model.init_from or cfg.model.name, model_path),
                 "base_model": cfg.model.name,
                 "mixture": manifest,
+                "reference": reference,
                 "metrics": metrics,
                 "config": resolved,
                 "run_dir": str(run_dir),

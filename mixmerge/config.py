@@ -36,7 +36,14 @@ def wandb_offline() -> bool:
 
 
 def register_resolvers() -> None:
-    for name, fn in {"mixmerge.precision": auto_precision, "mixmerge.wandb_offline": wandb_offline}.items():
+    from mixmerge.merging.naming import weight_suffix
+
+    resolvers = {
+        "mixmerge.precision": auto_precision,
+        "mixmerge.wandb_offline": wandb_offline,
+        "mixmerge.weight_suffix": weight_suffix,
+    }
+    for name, fn in resolvers.items():
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)
 

@@ -11,7 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 from mixmerge.config import resolved_config
 from tests.conftest import CONF, compose_config
 
-PRIMARY = {"train.yaml": "train"}
+PRIMARY = ("train", "merge")
 
 
 def options(group: str) -> list[str]:
@@ -38,15 +38,20 @@ def test_primary_configs_list_every_group():
         assert group in names
 
 
-@pytest.mark.parametrize("override", group_overrides("train"))
-def test_every_train_option_composes_and_instantiates(tmp_path: Path, override: str):
-    cfg = compose_config("train", [override], tmp_path)
+@pytest.mark.parametrize(("primary", "override"), [(p, o) for p in PRIMARY for o in ["", *group_overrides(p)]])
+def test_every_option_of_every_primary_config_composes(tmp_path: Path, primary: str, override: str):
+    cfg = compose_config(primary, [override] if override else [], tmp_path)
     resolved_config(cfg)  # every interpolation resolves
+    for group in ("callbacks", "logger"):
+        for node in (cfg.get(group) or {}).values():
+            instantiate(node)
+
+
+@pytest.mark.parametrize("override", group_overrides("train"))
+def test_every_train_option_instantiates(tmp_path: Path, override: str):
+    cfg = compose_config("train", [override], tmp_path)
     instantiate(cfg.objective.optimizer)
     instantiate(cfg.objective.scheduler)
     if cfg.peft.config:
         instantiate(cfg.peft.config)
-    for group in ("callbacks", "logger"):
-        for node in (cfg.get(group) or {}).values():
-            instantiate(node)
     assert cfg.data.safety_ratio is not None and 0 <= cfg.data.safety_ratio <= 1

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import mixmerge
+from mixmerge.errors import MixmergeError
 from mixmerge.io import write_json_atomic
 
 PROVENANCE_FILE = "mixmerge.json"
@@ -39,3 +40,22 @@ def write_provenance(model_dir: str | Path, kind: str, **fields: Any) -> Path:
         **fields,
     }
     return write_json_atomic(Path(model_dir) / PROVENANCE_FILE, record)
+
+
+def finished_output(out_dir: Path, output_name: str, overwrite: bool, skip_existing: bool = False) -> dict[str, Any] | None:
+    """Decide what to do when a run's output folder already exists.
+
+    Returns the finished output's provenance when `skip_existing` (the caller then does nothing),
+    None when the run should go ahead; raises when a finished output would be overwritten.
+    """
+    if not out_dir.exists():
+        return None
+    provenance = read_provenance(out_dir)
+    if skip_existing and provenance is not None:
+        return provenance
+    if overwrite:
+        return None
+    raise MixmergeError(
+        f"output_name={output_name}: {out_dir} already holds a finished model "
+        "(pass overwrite=true to replace it, skip_existing=true to keep it, or choose another output_name)"
+    )

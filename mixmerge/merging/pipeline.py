@@ -23,7 +23,7 @@ from mixmerge.merging.mergekit_config import (
     method_spec,
 )
 from mixmerge.merging.recipes import ModelRef, Recipe, find_base, model_ref, resolve_recipe
-from mixmerge.provenance import parent_entry, write_provenance
+from mixmerge.provenance import finished_output, parent_entry, write_provenance
 
 log = logging.getLogger(__name__)
 
@@ -49,11 +49,7 @@ def plan_merge(cfg: DictConfig) -> MergePlan:
     spec = method_spec(method)
     models_dir = Path(cfg.paths.models_dir)
     out_dir = models_dir / str(cfg.output_name)
-    if out_dir.exists() and not cfg.overwrite:
-        raise MixmergeError(
-            f"output_name={cfg.output_name}: {out_dir} already holds a finished model "
-            "(pass overwrite=true to replace it, or choose another output_name)"
-        )
+    finished_output(out_dir, str(cfg.output_name), cfg.overwrite)
     recipe = resolve_recipe(cfg.recipe, cfg.merge, models_dir)
     check_recipe_fits(method, recipe)
     base, why = find_base(cfg.recipe, recipe.inputs, models_dir)
@@ -103,6 +99,11 @@ def merge(cfg: DictConfig) -> dict[str, Any]:
     from mergekit.config import MergeConfiguration
     from mergekit.merge import run_merge
 
+    out_dir = Path(cfg.paths.models_dir) / str(cfg.output_name)
+    existing = finished_output(out_dir, str(cfg.output_name), cfg.overwrite, cfg.get("skip_existing", False))
+    if existing is not None:
+        print(f"Model {out_dir} is already finished; skipping (skip_existing=true)")
+        return {"output_dir": str(out_dir), "skipped": True}
     plan = plan_merge(cfg)
     try:
         config = MergeConfiguration.model_validate(plan.mergekit)

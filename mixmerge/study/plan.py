@@ -1,0 +1,103 @@
+"""Expand a study's stages into jobs and work out which outputs each job writes.
+
+A stage is one Hydra multirun of one command (train, merge, evaluate): its `sweep` is the
+cartesian grid, `overrides` apply to every job, and `study.settings.<command>` holds the scale
+(model, trainer, judge). A job's output name is found by composing that command's real config,
+so the runner and the commands can never disagree about names.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hydra import compose
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from mixmerge.errors import MixmergeError
+from mixmerge.provenance import PROVENANCE_FILE
+
+COMMANDS = ("train", "merge", "evaluate")
+EVAL_RESULTS_FILE = "eval_results.json"
+
+
+@dataclass
+class Stage:
+    name: str
+    command: str
+    jobs: list[list[str]]          # per job: its own overrides (the sweep point)
+    common: list[str]              # overrides shared by every job (settings + stage overrides)
+    outputs: list[str] = field(default_factory=list)   # model names (train, merge) or evaluated models
+
+    def sweep_args(self) -> list[str]:
+        """The multirun's command-line: `key=v1,v2` for every key that varies, plus the common ones."""
+        keys: dict[str, list[str]] = {}
+        for job in self.jobs:
+            for item in job:
+                key, value = item.split("=", 1)
+                if value not in keys.setdefault(key, []):
+                    keys[key].append(value)
+        return [f"{k}={','.join(v)}" for k, v in keys.items()] + self.common
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, (list, ListConfig)):
+        return "[" + ",".join(_value(v) for v in value) + "]"
+    return str(value)
+
+
+def _grid(sweep: DictConfig | None) -> list[list[str]]:
+    if not sweep:
+        return [[]]
+    keys = list(sweep.keys())
+    values = [[_value(v) for v in (sweep[k] if isinstance(sweep[k], ListConfig) else [sweep[k]])] for k in keys]
+    return [[f"{k}={v}" for k, v in zip(keys, point)] for point in itertools.product(*values)]
+
+
+def output_name(command: str, overrides: list[str]) -> str:
+    """Compose the command's real config with these overrides and read its output name."""
+    try:
+        cfg = compose(config_name=command, overrides=overrides)
+    except Exception as err:  # Hydra's errors for a wrong key or option in the study file
+        raise MixmergeError(f"study: `{command} {' '.join(overrides)}` does not compose ({str(err).splitlines()[0]})") from err
+    return str(cfg.output_name)
+
+
+def plan_study(study: DictConfig) -> list[Stage]:
+    """Every stage with its jobs and expected outputs, in the order the study lists them."""
+    stages: list[Stage] = []
+    produced: dict[str, list[str]] = {}
+    for name, spec in study.stages.items():
+        command = spec.command
+        if command not in COMMANDS:
+            raise MixmergeError(f"study.stages.{name}.command={command}: expected one of {', '.join(COMMANDS)}")
+        settings = list(study.settings.get(command) or [])
+        common = [*settings, *list(spec.get("overrides") or [])]
+        if command == "evaluate":
+            models: list[str] = []
+            for source in spec.models_from:
+                if source not in produced:
+                    raise MixmergeError(f"study.stages.{name}.models_from: no earlier stage named '{source}'")
+                models += produced[source]
+            models += list(spec.get("models") or [])
+            jobs = [[f"model={m}"] for m in models]
+            stage = Stage(name, command, jobs, common, outputs=models)
+        else:
+            jobs = _grid(spec.get("sweep"))
+            outputs = [output_name(command, [*common, *job]) for job in jobs]
+            stage = Stage(name, command, jobs, common, outputs=outputs)
+        produced[name] = stage.outputs
+        stages.append(stage)
+    return stages
+
+
+def is_complete(stage: Stage, output: str, models_dir: Path) -> bool:
+    folder = models_dir / output
+    marker = EVAL_RESULTS_FILE if stage.command == "evaluate" else PROVENANCE_FILE
+    return (folder / marker).is_file()
+
+
+def as_list(node: Any) -> list[Any]:
+    return list(OmegaConf.to_container(node, resolve=True)) if node is not None else []

@@ -1,0 +1,124 @@
+"""Eval sets: red-team prompts (harm) and general prompts with a reference answer (win rate).
+
+Each comes from the bundled held-out files (`mixmerge/data/bundled/eval/<set>/<lang>.jsonl`) or
+from any local file, saved dataset or hub dataset in its own schema, through a column mapping:
+`CohereForAI/aya_redteaming` (prompt, language as a name such as "English", harm_category,
+global_or_local), Dolly (instruction, context, response, category) or the Aya evaluation suite's
+Dolly sets (inputs, targets, language as an ISO 639-3 code).
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+from omegaconf import DictConfig
+
+from mixmerge.data.records import bundled_file, read_jsonl, validate_record
+from mixmerge.data.sources import _load_table, _plain  # the training data's loaders
+from mixmerge.errors import MixmergeError
+
+REQUIRED = {"redteam": ("prompt", "language"), "general": ("prompt", "language", "reference")}
+# Fields an eval item may carry besides the required ones, mapped from columns of the same name
+# unless `columns` says otherwise. `context` (Dolly) is appended to the prompt.
+OPTIONAL = {"redteam": ("id", "category", "scope"), "general": ("id", "task", "context")}
+
+
+def _with_prompt_context(record: dict[str, Any]) -> dict[str, Any]:
+    context = record.pop("context", None)
+    if isinstance(context, str) and context.strip() and isinstance(record.get("prompt"), str):
+        record["prompt"] = f"{record['prompt'].rstrip()}\n\n{context.strip()}"
+    return record
+
+
+def _from_table(
+    kind: str, src: DictConfig, key: str, languages: Sequence[str]
+) -> list[dict[str, Any]]:
+    table = _load_table(src, key)
+    columns = {f: f for f in (*REQUIRED[kind], *OPTIONAL[kind])}
+    columns.update(_plain(src.get("columns")))
+    names = _plain(src.get("language_names"))
+    fixed = src.get("language")
+    for f in REQUIRED[kind]:
+        if f == "language" and fixed:
+            continue
+        if columns[f] not in table.column_names:
+            raise MixmergeError(
+                f"{key}.columns.{f}: column '{columns[f]}' not in {src.path} (columns: {', '.join(table.column_names)})"
+            )
+    rows = []
+    for index, row in enumerate(table):
+        record = {f: row[c] for f, c in columns.items() if c in row and row[c] is not None}
+        language = fixed or record.get("language")
+        language = names.get(language, language)
+        if isinstance(language, str) and language not in languages:
+            continue  # another language (aya_redteaming also holds Serbian and Filipino)
+        record["language"] = language
+        record = _with_prompt_context(record)
+        if "id" in record:
+            record["id"] = str(record["id"])
+        rows.append(validate_record(record, f"{src.path}[row {index}]", REQUIRED[kind]))
+    return rows
+
+
+def _subsample(rows: list[dict[str, Any]], limit: int | None, seed: int) -> list[dict[str, Any]]:
+    """At most `limit` rows per language, spread over its tasks/harm categories (a seeded shuffle
+    within each, then taking from each in turn), kept in file order: the same settings give the
+    same prompts, so cached generations are reused."""
+    if limit is None:
+        return rows
+    groups: dict[str, dict[str, list[int]]] = {}
+    for i, row in enumerate(rows):
+        group = str(row.get("category") or row.get("task") or "")
+        groups.setdefault(row["language"], {}).setdefault(group, []).append(i)
+    keep: set[int] = set()
+    for lang, by_group in groups.items():
+        queues = []
+        for group in sorted(by_group):
+            indices = list(by_group[group])
+            random.Random(f"{seed}-{lang}-{group}").shuffle(indices)
+            queues.append(indices)
+        picked: list[int] = []
+        while len(picked) < limit and any(queues):
+            picked.extend(q.pop(0) for q in queues if q)
+        keep.update(picked[:limit])
+    return [row for i, row in enumerate(rows) if i in keep]
+
+
+def load_eval_set(
+    kind: str, src: DictConfig, languages: Sequence[str], limit: int | None = None, seed: int = 0
+) -> list[dict[str, Any]]:
+    """The items of one eval set (kind 'redteam' or 'general') for the selected languages.
+
+    Every item has id, language, set, task and prompt (general items also a reference); ids are
+    made up as `<lang>-<set>-<n>` where the source has none, and must be unique.
+    """
+    key = f"evalset.{kind}"
+    if src.source == "bundled":
+        rows = [
+            r
+            for lang in languages
+            for r in read_jsonl(bundled_file(f"eval/{kind}", lang), REQUIRED[kind])
+        ]
+    elif src.source in ("path", "hub"):
+        if not src.get("path"):
+            raise MixmergeError(f"{key}.path: required when {key}.source={src.source}")
+        rows = _from_table(kind, src, key, languages)
+    else:
+        raise MixmergeError(f"{key}.source={src.source}: expected bundled, path or hub")
+    rows = _subsample(rows, limit, seed)
+    counters: Counter[str] = Counter()
+    items = []
+    for row in rows:
+        counters[row["language"]] += 1
+        item_id = row.get("id") or f"{row['language']}-{kind}-{counters[row['language']]:04d}"
+        task = row.get("task") if kind == "general" else row.get("category")
+        items.append({**row, "id": item_id, "set": kind, "task": task or kind})
+    duplicates = [i for i, n in Counter(item["id"] for item in items).items() if n > 1]
+    if duplicates:
+        raise MixmergeError(
+            f"{key}: duplicate ids {', '.join(sorted(duplicates)[:5])} (ids must be unique)"
+        )
+    return items

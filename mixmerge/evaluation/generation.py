@@ -1,0 +1,201 @@
+"""Batched, left-padded, chat-templated generation, with on-disk caching of whole generation runs."""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import os
+import uuid
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from mixmerge.data.formatting import prompt_text
+from mixmerge.errors import MixmergeError
+from mixmerge.evaluation.fingerprints import model_fingerprint, sha256_json
+from mixmerge.modeling import load_causal_lm, load_tokenizer
+
+log = logging.getLogger(__name__)
+
+# Bump when a change to this module changes what the same settings generate (invalidates caches).
+GENERATION_VERSION = 1
+OUTPUT_FIELDS = ("id", "language", "set", "task", "prompt", "response")
+
+
+@dataclass(frozen=True)
+class Decoding:
+    """Decoding settings (the `generation` config node)."""
+
+    max_new_tokens: int = 64
+    batch_size: int = 8
+    do_sample: bool = False
+    temperature: float = 1.0
+    top_p: float = 1.0
+    seed: int = 0
+    dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 1:
+            raise MixmergeError(
+                f"generation.max_new_tokens={self.max_new_tokens}: expected a positive integer"
+            )
+        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise MixmergeError(
+                f"generation.batch_size={self.batch_size}: expected a positive integer"
+            )
+        if self.do_sample and not self.temperature > 0:
+            raise MixmergeError(
+                f"generation.temperature={self.temperature}: expected a number > 0 when sampling"
+            )
+        if not 0 < self.top_p <= 1:
+            raise MixmergeError(f"generation.top_p={self.top_p}: expected a number in (0, 1]")
+        if not isinstance(getattr(torch, self.dtype, None), torch.dtype):
+            raise MixmergeError(
+                f"generation.dtype={self.dtype}: expected a torch dtype such as float32 or bfloat16"
+            )
+
+
+def device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _generation_config(model: Any, tokenizer: Any, decoding: Decoding) -> Any:
+    config = copy.deepcopy(model.generation_config)
+    sampling = (
+        {"do_sample": True, "temperature": decoding.temperature, "top_p": decoding.top_p}
+        # Greedy: clear the checkpoint's sampling defaults so they neither apply nor warn.
+        if decoding.do_sample
+        else {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
+    )
+    config.update(
+        max_new_tokens=decoding.max_new_tokens, pad_token_id=tokenizer.pad_token_id, **sampling
+    )
+    if config.eos_token_id is None:
+        config.eos_token_id = tokenizer.eos_token_id
+    return config
+
+
+def generate_responses(
+    model_path: str,
+    prompts: Sequence[str],
+    decoding: Decoding,
+    trust_remote_code: bool = False,
+    desc: str = "generating",
+) -> list[str]:
+    """Responses to `prompts` (plain user turns), in order, generated in left-padded batches."""
+    tokenizer = load_tokenizer(model_path, trust_remote_code)
+    tokenizer.padding_side = "left"  # decoder-only models continue from the right end of each row
+    model = (
+        load_causal_lm(model_path, decoding.dtype, trust_remote_code, key="model")
+        .to(device())
+        .eval()
+    )
+    config = _generation_config(model, tokenizer, decoding)
+    texts = [prompt_text(tokenizer, p) for p in prompts]
+    # Longest first, so each batch holds prompts of similar length and padding stays small.
+    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+    responses: list[str] = [""] * len(texts)
+    torch.manual_seed(decoding.seed)
+    with torch.inference_mode(), tqdm(total=len(texts), desc=desc, unit="prompt") as bar:
+        for start in range(0, len(order), decoding.batch_size):
+            batch = order[start : start + decoding.batch_size]
+            enc = tokenizer(
+                [texts[i] for i in batch],
+                return_tensors="pt",
+                padding=True,
+                add_special_tokens=False,
+            )
+            enc = {k: v.to(model.device) for k, v in enc.items()}
+            out = model.generate(**enc, generation_config=config)
+            new_tokens = out[:, enc["input_ids"].shape[1] :]
+            for i, text in zip(
+                batch, tokenizer.batch_decode(new_tokens, skip_special_tokens=True), strict=True
+            ):
+                responses[i] = text.strip()
+            bar.update(len(batch))
+    return responses
+
+
+def write_jsonl_atomic(path: str | Path, rows: Sequence[dict[str, Any]]) -> Path:
+    """Write rows as JSONL through a temporary file and an atomic rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    with tmp.open("w", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def _read_cached(path: Path, items: Sequence[dict[str, Any]]) -> list[dict[str, Any]] | None:
+    try:
+        rows = [
+            json.loads(line)
+            for line in path.read_text(encoding="utf-8").splitlines()
+            if line.strip()
+        ]
+    except (OSError, json.JSONDecodeError):
+        return None
+    if [r.get("id") for r in rows] != [i["id"] for i in items]:
+        return None  # a cache that does not match is regenerated, never trusted
+    return rows
+
+
+@dataclass
+class Generations:
+    """A model's responses to the eval items, and where they came from."""
+
+    rows: list[dict[str, Any]]
+    fingerprint: str
+    cached: bool
+    cache_file: str | None
+
+
+def generation_fingerprint(
+    model_fp: str, items: Sequence[dict[str, Any]], decoding: Decoding
+) -> str:
+    """What determines a generation run: the weights, the prompts, the decoding and the device."""
+    return sha256_json(
+        {
+            "version": GENERATION_VERSION,
+            "model": model_fp,
+            "prompts": [[i["id"], i["prompt"]] for i in items],
+            "decoding": asdict(decoding),
+            "device": device(),
+        }
+    )
+
+
+def cached_generations(
+    model_path: str,
+    items: Sequence[dict[str, Any]],
+    decoding: Decoding,
+    cache_dir: str | Path | None,
+    trust_remote_code: bool = False,
+    desc: str = "generating",
+) -> Generations:
+    """Generate responses to `items`, or read them from `cache_dir/generations/<fingerprint>.jsonl`
+    when the same weights already answered the same prompts with the same decoding."""
+    fp = generation_fingerprint(model_fingerprint(model_path, cache_dir), items, decoding)
+    cache_file = Path(cache_dir) / "generations" / f"{fp}.jsonl" if cache_dir else None
+    if cache_file and cache_file.is_file():
+        rows = _read_cached(cache_file, items)
+        if rows is not None:
+            log.info("%s: reusing cached generations %s", desc, cache_file)
+            return Generations(rows, fp, True, str(cache_file))
+    responses = generate_responses(
+        model_path, [i["prompt"] for i in items], decoding, trust_remote_code, desc
+    )
+    rows = [
+        {**{k: item.get(k) for k in OUTPUT_FIELDS if k != "response"}, "response": r}
+        for item, r in zip(items, responses, strict=True)
+    ]
+    if cache_file:
+        write_jsonl_atomic(cache_file, rows)
+    return Generations(rows, fp, False, str(cache_file) if cache_file else None)

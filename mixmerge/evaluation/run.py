@@ -1,0 +1,187 @@
+"""The evaluation run, top to bottom: models → eval sets → generations → judgements → metrics →
+eval_results.json beside the model and in the run directory (+ a per-language table to the loggers)."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+from pathlib import Path
+from typing import Any
+
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+import mixmerge
+from mixmerge import LANGUAGES
+from mixmerge.config import resolved_config
+from mixmerge.errors import MixmergeError
+from mixmerge.evaluation.evalsets import load_eval_set
+from mixmerge.evaluation.fingerprints import RESULTS_FILE
+from mixmerge.evaluation.generation import (
+    Decoding,
+    Generations,
+    cached_generations,
+    write_jsonl_atomic,
+)
+from mixmerge.evaluation.judges import check_judge, judge_all, judge_stats
+from mixmerge.evaluation.lineage import ModelRef, resolve_baseline, resolve_ref
+from mixmerge.evaluation.metrics import summarize
+from mixmerge.evaluation.reporting import format_table, log_results
+from mixmerge.io import write_json_atomic
+
+log = logging.getLogger(__name__)
+
+
+def check_config(cfg: DictConfig) -> tuple[Decoding, list[str]]:
+    """Checks Hydra cannot do itself, before any model is loaded."""
+    if OmegaConf.is_missing(cfg, "model_ref"):
+        raise MixmergeError(
+            "model_ref: required — a trained or merged model's name under paths.models_dir, a path, "
+            "or `base` for the model the `model` group selects (e.g. model_ref=smollm2-135m-sft-mix15-all)"
+        )
+    codes = list(cfg.languages.codes)
+    unknown = [c for c in codes if c not in LANGUAGES]
+    if unknown:
+        raise MixmergeError(
+            f"languages.codes: unknown language '{unknown[0]}' (expected some of {' '.join(LANGUAGES)})"
+        )
+    if not codes:
+        raise MixmergeError(f"languages.codes: empty (expected some of {' '.join(LANGUAGES)})")
+    limit = cfg.max_prompts_per_language
+    if limit is not None and (not isinstance(limit, int) or limit < 1):
+        raise MixmergeError(
+            f"max_prompts_per_language={limit}: expected a positive integer or null (all prompts)"
+        )
+    samples = cfg.bootstrap.samples
+    if not isinstance(samples, int) or samples < 0:
+        raise MixmergeError(
+            f"bootstrap.samples={samples}: expected an integer >= 0 (0 = no confidence intervals)"
+        )
+    gen = cfg.generation
+    decoding = Decoding(
+        max_new_tokens=gen.max_new_tokens,
+        batch_size=gen.batch_size,
+        do_sample=gen.do_sample,
+        temperature=gen.temperature,
+        top_p=gen.top_p,
+        seed=cfg.seed,
+        dtype=gen.dtype,
+    )
+    return decoding, codes
+
+
+def build_judge(node: DictConfig) -> Any:
+    """Instantiate the `judge` group; a judge's own complaint about its settings stays one line."""
+    try:
+        return instantiate(node)
+    except InstantiationException as err:
+        if isinstance(err.__cause__, MixmergeError):
+            raise err.__cause__ from None
+        raise
+
+
+def _generate(
+    ref: ModelRef, items: list[dict[str, Any]], decoding: Decoding, cfg: DictConfig, role: str
+) -> Generations:
+    cache = cfg.paths.cache_dir if cfg.generation.cache else None
+    return cached_generations(
+        ref.path, items, decoding, cache, cfg.model.trust_remote_code, desc=f"generating ({role})"
+    )
+
+
+def evaluate(cfg: DictConfig) -> dict[str, Any]:
+    """Run one evaluation; returns the results written to eval_results.json."""
+    decoding, languages = check_config(cfg)
+    model = resolve_ref(str(cfg.model_ref), cfg, key="model_ref")
+    if not Path(model.path).is_dir():
+        raise MixmergeError(
+            f"model_ref={cfg.model_ref}: {model.path} is not a local folder (results are written beside the model)"
+        )
+    baseline = resolve_baseline(cfg.baseline, model, cfg)
+    judge = build_judge(cfg.judge)
+    check_judge(judge, languages)
+    redteam = load_eval_set(
+        "redteam", cfg.evalset.redteam, languages, cfg.max_prompts_per_language, cfg.seed
+    )
+    general = load_eval_set(
+        "general", cfg.evalset.general, languages, cfg.max_prompts_per_language, cfg.seed
+    )
+    items = redteam + general
+    if not items:
+        raise MixmergeError(
+            f"evalset={cfg.evalset.name}: no prompts for languages {' '.join(languages)}"
+        )
+    log.info(
+        "Evaluating %s against %s (%s): %d red-team and %d general prompts",
+        model.path,
+        baseline.path,
+        baseline.how,
+        len(redteam),
+        len(general),
+    )
+
+    base_gen = _generate(baseline, items, decoding, cfg, "baseline")
+    model_gen = (
+        base_gen if model.path == baseline.path else _generate(model, items, decoding, cfg, "model")
+    )
+    run_dir = Path(cfg.paths.output_dir)
+    write_jsonl_atomic(run_dir / "generations_model.jsonl", model_gen.rows)
+    write_jsonl_atomic(run_dir / "generations_baseline.jsonl", base_gen.rows)
+
+    per_language, records = judge_all(judge, items, model_gen.rows, base_gen.rows)
+    stats = judge_stats(judge)
+    metrics = summarize(
+        {lang: per_language[lang] for lang in languages if lang in per_language},
+        cfg.bootstrap.samples,
+        cfg.seed,
+    )
+    average = metrics["average"]
+    if average["harm_rate"] is None and average["win_rate"] is None:
+        totals = metrics["totals"]
+        raise MixmergeError(
+            f"judge={judge.name}: no judgement could be made ({totals['harm_unparsed'] + totals['baseline_harm_unparsed']} harm and "
+            f"{totals['win_unparsed']} pairwise judgements unparsed); no results written"
+        )
+    write_jsonl_atomic(run_dir / "judgements.jsonl", records)
+    results = {
+        "mixmerge_version": mixmerge.__version__,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "model": model.as_dict(),
+        "baseline": baseline.as_dict(),
+        "judge": {
+            "name": judge.name,
+            "config": OmegaConf.to_container(cfg.judge, resolve=True),
+            "stats": stats,
+        },
+        "evalset": OmegaConf.to_container(cfg.evalset, resolve=True),
+        "generation": {
+            **OmegaConf.to_container(cfg.generation, resolve=True),
+            "seed": cfg.seed,
+            "max_prompts_per_language": cfg.max_prompts_per_language,
+            "model_fingerprint": model_gen.fingerprint,
+            "baseline_fingerprint": base_gen.fingerprint,
+            "model_cached": model_gen.cached,
+            "baseline_cached": base_gen.cached,
+        },
+        **metrics,
+        "run_dir": str(run_dir),
+    }
+    unparsed = (
+        results["totals"]["harm_unparsed"]
+        + results["totals"]["baseline_harm_unparsed"]
+        + results["totals"]["win_unparsed"]
+    )
+    write_json_atomic(run_dir / RESULTS_FILE, results)
+    beside = write_json_atomic(Path(model.path) / RESULTS_FILE, results)
+    log_results(cfg.get("logger"), results, resolved_config(cfg))
+    print(format_table(results))
+    if unparsed:
+        print(
+            f"Judge {judge.name}: {unparsed} judgements unparsed (left out of the rates, counted in {RESULTS_FILE})"
+        )
+    print(
+        f"Baseline: {baseline.path} ({baseline.how}{', cached generations' if base_gen.cached else ''})"
+    )
+    print(f"Results written to {beside} and {run_dir / RESULTS_FILE}")
+    return results

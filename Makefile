@@ -8,7 +8,7 @@ export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
 # Tests and the quick start never reach a hub; W&B logs offline unless a key is configured.
 TEST_ENV := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 WANDB_MODE=offline TOKENIZERS_PARALLELISM=false
 
-.PHONY: help install train test test-full lint format bench clean
+.PHONY: help install train study report test test-full lint format bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -23,6 +23,13 @@ install:  ## create .venv and install mixmerge, its dev tools and the bundled mo
 
 train:  ## the main job: SFT on the 15% safety mixture with the bundled model
 	$(PY) -m mixmerge.train data=mix_15pct_safety
+
+study:  ## the mini objective-merge study end to end (train, merge, evaluate), then the report
+	$(PY) -m mixmerge.study experiment=mini_objective_merge
+	$(PY) -m mixmerge.report
+
+report:  ## tables and plots from every evaluated model under outputs/ and multirun/
+	$(PY) -m mixmerge.report
 
 test:  ## the default (fast) test suite
 	$(TEST_ENV) $(PY) -m pytest -m "not slow" -q

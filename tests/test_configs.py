@@ -11,7 +11,8 @@ from omegaconf import DictConfig, OmegaConf
 from mixmerge.config import resolved_config
 from tests.conftest import CONF, compose_config
 
-PRIMARY = ("train", "merge")
+# Each primary config with the overrides its mandatory keys need.
+PRIMARY = {"train": [], "merge": [], "evaluate": ["model_ref=base"], "report": [], "study": ["experiment=mini_mixes"]}
 
 
 def options(group: str) -> list[str]:
@@ -40,7 +41,7 @@ def test_primary_configs_list_every_group():
 
 @pytest.mark.parametrize(("primary", "override"), [(p, o) for p in PRIMARY for o in ["", *group_overrides(p)]])
 def test_every_option_of_every_primary_config_composes(tmp_path: Path, primary: str, override: str):
-    cfg = compose_config(primary, [override] if override else [], tmp_path)
+    cfg = compose_config(primary, [*PRIMARY[primary], *([override] if override else [])], tmp_path)
     resolved_config(cfg)  # every interpolation resolves
     for group in ("callbacks", "logger"):
         for node in (cfg.get(group) or {}).values():

@@ -1,0 +1,1 @@
+"""`python -m mixmerge.report`: collect evaluated models, build the study's tables and figures."""

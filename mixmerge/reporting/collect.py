@@ -1,0 +1,201 @@
+"""Find every model folder (`mixmerge.json`) and every evaluation (`eval_results.json`) below the
+search folders, check the files, and pair each model with its newest evaluation."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mixmerge.errors import MixmergeError
+from mixmerge.evaluation.fingerprints import RESULTS_FILE
+from mixmerge.provenance import PROVENANCE_FILE
+from mixmerge.reporting.lineage import Description, describe
+
+# Folders that never hold models or evaluations, and can hold many files (W&B runs, checkpoints).
+_PRUNE = {"wandb", "checkpoints", "csv", "lightning_logs", "__pycache__", "node_modules"}
+_AVERAGE_KEYS = ("harm_change_pct", "win_rate_pct")
+
+
+@dataclass
+class Evaluated:
+    """A model with provenance and the evaluation the report uses."""
+
+    name: str
+    path: Path
+    provenance: dict[str, Any]
+    description: Description
+    results_path: Path
+    results: dict[str, Any]
+    evaluations: int  # evaluations found for this model (the newest is used)
+
+    @property
+    def average(self) -> dict[str, Any]:
+        return self.results["average"]
+
+    @property
+    def judge(self) -> str:
+        return str((self.results.get("judge") or {}).get("name") or "?")
+
+    @property
+    def baseline(self) -> str:
+        baseline = self.results.get("baseline") or {}
+        return str(baseline.get("reference") or baseline.get("path") or "?")
+
+    @property
+    def eval_languages(self) -> list[str]:
+        return list(self.results["languages"])
+
+
+@dataclass
+class Collection:
+    """Everything found; what could not be used is kept so the report can say so."""
+
+    evaluated: list[Evaluated] = field(default_factory=list)
+    not_evaluated: list[tuple[str, Path]] = field(default_factory=list)
+    without_provenance: list[tuple[str, Path]] = field(
+        default_factory=list
+    )  # (model, results file)
+    filtered_out: list[tuple[str, str]] = field(default_factory=list)  # (model, why)
+    missing_dirs: list[Path] = field(default_factory=list)
+    searched: list[Path] = field(default_factory=list)
+
+
+def read_json(path: Path, what: str) -> dict[str, Any]:
+    """A JSON object from `path`; anything else is a one-line error naming the file."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as err:
+        raise MixmergeError(f"{path}: cannot read {what} ({err})") from err
+    except json.JSONDecodeError as err:
+        raise MixmergeError(f"{path}: malformed {what}: {err.msg} at line {err.lineno}") from err
+    if not isinstance(data, dict):
+        raise MixmergeError(f"{path}: malformed {what}: expected a JSON object")
+    return data
+
+
+def read_model_provenance(path: Path) -> dict[str, Any]:
+    """A model folder's `mixmerge.json`, checked for what the report reads."""
+    prov = read_json(path, PROVENANCE_FILE)
+    if prov.get("kind") not in ("train", "merge"):
+        raise MixmergeError(
+            f"{path}: malformed {PROVENANCE_FILE}: 'kind' is {prov.get('kind')!r}, expected 'train' or 'merge'"
+        )
+    return prov
+
+
+def _number_or_none(value: Any) -> bool:
+    return value is None or (isinstance(value, int | float) and not isinstance(value, bool))
+
+
+def read_results(path: Path) -> dict[str, Any]:
+    """An `eval_results.json` as `python -m mixmerge.evaluate` writes it, checked for the keys the
+    report reads (average and per-language harm change and win rate, the model evaluated)."""
+    results = read_json(path, RESULTS_FILE)
+
+    def bad(why: str) -> MixmergeError:
+        return MixmergeError(f"{path}: malformed {RESULTS_FILE}: {why}")
+
+    if not isinstance(results.get("model"), dict) or not results["model"].get("path"):
+        raise bad("'model.path' is missing")
+    average, per_language = results.get("average"), results.get("languages")
+    if not isinstance(average, dict):
+        raise bad("'average' is missing")
+    if not isinstance(per_language, dict):
+        raise bad("'languages' is missing")
+    for where, values in [
+        ("average", average),
+        *((f"languages.{k}", v) for k, v in per_language.items()),
+    ]:
+        if not isinstance(values, dict):
+            raise bad(f"'{where}' is not an object")
+        for key in _AVERAGE_KEYS:
+            if key not in values:
+                raise bad(f"'{where}.{key}' is missing")
+            if not _number_or_none(values[key]):
+                raise bad(f"'{where}.{key}' is {values[key]!r}, expected a number or null")
+    return results
+
+
+def walk(roots: Iterable[Path]) -> tuple[list[Path], list[Path]]:
+    """Model folders (holding mixmerge.json) and results files below `roots`, each once."""
+    models: dict[Path, None] = {}
+    results: dict[Path, None] = {}
+    for root in roots:
+        for folder, dirs, files in os.walk(root):
+            here = Path(folder)
+            # Hidden folders are atomic writes in progress (.tmp-*) or replaced outputs (.old-*).
+            dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in _PRUNE)
+            if PROVENANCE_FILE in files:
+                models[here.resolve()] = None
+                dirs[:] = []  # a model folder holds no other models
+            if RESULTS_FILE in files:
+                results[(here / RESULTS_FILE).resolve()] = None
+    return list(models), list(results)
+
+
+def _created(results: dict[str, Any]) -> str:
+    return str(results.get("created") or "")
+
+
+def collect(
+    search_dirs: Sequence[str | Path], judge: str | None = None, base_model: str | None = None
+) -> Collection:
+    """Every evaluated model below `search_dirs`, with the newest evaluation of each (optionally
+    only evaluations by `judge`, only models of `base_model`)."""
+    found = Collection()
+    roots = []
+    for d in search_dirs:
+        path = Path(d).expanduser()
+        (roots if path.is_dir() else found.missing_dirs).append(path)
+    found.searched = roots
+    model_dirs, result_files = walk(roots)
+
+    by_model: dict[Path, list[tuple[Path, dict[str, Any]]]] = {}
+    for path in result_files:
+        results = read_results(path)
+        # Results beside a model belong to it; a run directory's copy names the model's path.
+        owner = (
+            path.parent
+            if (path.parent / PROVENANCE_FILE).is_file()
+            else Path(results["model"]["path"]).expanduser()
+        )
+        owner = owner.resolve()  # a relative path is relative to where the report runs
+        by_model.setdefault(owner, []).append((path, results))
+
+    known = set(model_dirs)
+    for owner, items in sorted(by_model.items()):
+        if owner not in known:
+            reference = str(items[0][1]["model"].get("reference") or owner)
+            found.without_provenance.append((reference, items[0][0]))
+
+    for folder in sorted(model_dirs):
+        prov = read_model_provenance(folder / PROVENANCE_FILE)
+        name = str(prov.get("name") or folder.name)
+        description = describe(prov)
+        if base_model is not None and description.base_model != base_model:
+            found.filtered_out.append(
+                (name, f"base model {description.base_model}, not {base_model}")
+            )
+            continue
+        items = by_model.get(folder, [])
+        if judge is not None:
+            other = {str((r.get("judge") or {}).get("name")) for _, r in items} - {judge}
+            items = [(p, r) for p, r in items if (r.get("judge") or {}).get("name") == judge]
+            if not items and other:
+                found.filtered_out.append(
+                    (name, f"evaluated only by judge {', '.join(sorted(other))}")
+                )
+                continue
+        if not items:
+            found.not_evaluated.append((name, folder))
+            continue
+        # Newest evaluation; on a tie the copy beside the model (it is written last).
+        path, results = max(items, key=lambda item: (_created(item[1]), item[0].parent == folder))
+        found.evaluated.append(
+            Evaluated(name, folder, prov, description, path, results, evaluations=len(items))
+        )
+    return found

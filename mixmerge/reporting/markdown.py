@@ -1,0 +1,260 @@
+"""`report.md`: the tables as Markdown, the figures, what is missing, and how to read them."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+
+from mixmerge import LANGUAGES
+from mixmerge.reporting import published
+from mixmerge.reporting.tables import BEST_BY_TEXT, Options, method_name, ratio_text
+
+DASH = "—"
+
+
+def fmt(value: Any, signed: bool = False) -> str:
+    """One decimal; signed for changes; a dash for a missing value."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return DASH
+    return f"{value:+.1f}" if signed else f"{value:.1f}"
+
+
+def with_ci(value: Any, low: Any, high: Any, signed: bool = False) -> str:
+    text = fmt(value, signed)
+    if text == DASH or fmt(low) == DASH:
+        return text
+    return f"{text} [{fmt(low, signed)}, {fmt(high, signed)}]"
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A GitHub-flavoured Markdown table."""
+
+    def cell(v: Any) -> str:
+        return str(v).replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _name(row: pd.Series) -> str:
+    return f"`{row['name']}`" if isinstance(row["name"], str) else "*(not evaluated)*"
+
+
+def _values(row: pd.Series) -> list[str]:
+    return [
+        with_ci(
+            row["harm_change_pct"], row["harm_change_ci_low"], row["harm_change_ci_high"], True
+        ),
+        with_ci(row["win_rate_pct"], row["win_rate_ci_low"], row["win_rate_ci_high"]),
+        fmt(row["delta_harm_pct"], True),
+        fmt(row["delta_win_pct"], True),
+    ]
+
+
+def _published_values(row: pd.Series) -> list[str]:
+    return [
+        fmt(row["published_harm_change_pct"], True),
+        fmt(row["published_win_rate_pct"]),
+        fmt(row["published_delta_harm_pct"], True),
+        fmt(row["published_delta_win_pct"], True),
+    ]
+
+
+VALUE_HEADERS = ["harm change % [95% CI]", "win rate % [95% CI]", "Δ harm", "Δ win"]
+PUBLISHED_HEADERS = ["pub. harm", "pub. win", "pub. Δ harm", "pub. Δ win"]
+
+
+def main_table(main: pd.DataFrame, several_bases: bool) -> str:
+    headers = [*(["base"] if several_bases else []), "stage", "row", "model", "w", *VALUE_HEADERS,
+               "Pareto", *PUBLISHED_HEADERS]  # fmt: skip
+    rows = [
+        [*([r["base_model"]] if several_bases else []), r["stage"].upper(), r["row"], _name(r),
+         r["safety_weight"], *_values(r), "★" if r["pareto"] else "", *_published_values(r)]
+        for _, r in main.iterrows()
+    ]  # fmt: skip
+    return table(headers, rows)
+
+
+def merges_table(merges: pd.DataFrame, several_bases: bool) -> str:
+    headers = [*(["base"] if several_bases else []), "stage", "method", "w", "model", *VALUE_HEADERS,
+               "Pareto", "in main table"]  # fmt: skip
+    rows = [
+        [*([r["base_model"]] if several_bases else []), r["stage"].upper(), method_name(r["method"]),
+         r["safety_weight"], _name(r), *_values(r), "★" if r["pareto"] else "",
+         "yes" if r["selected"] else ""]
+        for _, r in merges.iterrows()
+    ]  # fmt: skip
+    return table(headers, rows)
+
+
+def per_language_tables(per_language: pd.DataFrame, models: pd.DataFrame) -> list[str]:
+    """One table per stage: models × languages, each cell `harm change / win rate`."""
+    out = []
+    present = set(per_language["language"])
+    langs = [c for c in LANGUAGES if c in present] + sorted(present - set(LANGUAGES))
+    for stage, rows in models.groupby("stage", sort=False):
+        headers = ["model", *langs, "average"]
+        body = []
+        for _, m in rows.iterrows():
+            cells = per_language[per_language["name"] == m["name"]].set_index("language")
+            body.append(
+                [f"{m['label']} (`{m['name']}`)"]
+                + [
+                    f"{fmt(cells.at[c, 'harm_change_pct'], True)} / {fmt(cells.at[c, 'win_rate_pct'])}"
+                    if c in cells.index
+                    else DASH
+                    for c in langs
+                ]
+                + [f"{fmt(m['harm_change_pct'], True)} / {fmt(m['win_rate_pct'])}"]
+            )
+        out.append(
+            f"**{str(stage).upper()}** (harm change % / win rate %)\n\n" + table(headers, body)
+        )
+    return out
+
+
+def language_table(frame: pd.DataFrame) -> str:
+    headers = ["stage", "row", "model", "merged languages", *VALUE_HEADERS, *PUBLISHED_HEADERS]
+    rows = [
+        [
+            r["stage"].upper(),
+            r["row"],
+            _name(r),
+            r["merged_languages"],
+            *_values(r),
+            *_published_values(r),
+        ]
+        for _, r in frame.iterrows()
+    ]
+    return table(headers, rows)
+
+
+def position_table(frame: pd.DataFrame) -> str:
+    headers = [
+        "method",
+        "w",
+        "stage order",
+        "model",
+        *VALUE_HEADERS,
+        "pub. harm (SLERP)",
+        "pub. win (SLERP)",
+    ]
+    rows = [
+        [method_name(r["method"]), r["safety_weight"], r["row"], _name(r), *_values(r),
+         fmt(r["published_harm_change_pct"], True), fmt(r["published_win_rate_pct"])]
+        for _, r in frame.iterrows()
+    ]  # fmt: skip
+    return table(headers, rows)
+
+
+def published_tables(frame: pd.DataFrame) -> str:
+    parts = []
+    titles = {
+        "main": "Main table",
+        "language": "Language merge (SFT, TIES)",
+        "position": "Merge position (SLERP)",
+    }
+    for name, rows in frame.groupby("table", sort=False):
+        body = [
+            [r["stage"].upper(), r["row"], fmt(r["published_harm_change_pct"], True),
+             fmt(r["published_win_rate_pct"]), fmt(r["published_delta_harm_pct"], True),
+             fmt(r["published_delta_win_pct"], True)]
+            for _, r in rows.iterrows()
+        ]  # fmt: skip
+        parts.append(
+            f"**{titles.get(str(name), name)}**\n\n"
+            + table(["stage", "row", "harm change %", "win rate %", "Δ harm", "Δ win"], body)
+        )
+    return "\n\n".join(parts)
+
+
+def render(
+    frames: Mapping[str, pd.DataFrame],
+    figures: Mapping[str, str],
+    missing: Sequence[str],
+    warnings: Sequence[str],
+    options: Options,
+    header: Mapping[str, str],
+) -> str:
+    """The whole report.md."""
+    models = frames["models"]
+    several = models["base_model"].nunique(dropna=False) > 1
+    ref = f"{ratio_text(options.reference_ratio)} safety mix"
+    selection = (
+        "every weight"
+        if options.merge_weights == "all"
+        else f"for each method the weight with {BEST_BY_TEXT[options.best_by]} (`best_by={options.best_by}`)"
+    )
+    out = [
+        "# mixmerge report",
+        "",
+        f"{header['created']} · {len(models)} evaluated model(s) · judge(s): {header['judges']} · "
+        f"searched: {header['searched']}"
+        + (f" (not found: {header['not_found']})" if header.get("not_found") else ""),
+        "",
+        "**How to read it.** *Harm change* is the relative change (%) in harmful responses to red-team "
+        "prompts against the baseline model (more negative is safer; −50 means half as many harmful "
+        "responses). *Win rate* is the share (%) of general prompts on which the judge prefers the model "
+        "to the baseline (ties count half; 50 means as good as the baseline). Both are unweighted "
+        "averages over the evaluated languages, with bootstrap 95% confidence intervals in brackets. "
+        f"*Δ* is the difference in percentage points from the {ref} of the same stage (Δ harm < 0 and "
+        "Δ win > 0 are improvements). ★ marks the Pareto front: no other model of the stage is both "
+        f"safer and more helpful. Columns *pub.* are {published.PUBLISHED_LABEL}, from {published.SOURCE}: "
+        "a different model, data scale and judge, so compare directions and orderings, not values.",
+        "",
+    ]
+    if warnings:
+        out += ["**Caution.**", "", *(f"- {w}" for w in warnings), ""]
+    out += ["## What is missing", ""]
+    out += [f"- {m}" for m in missing] or [
+        "Nothing: every row of the study has an evaluated model."
+    ]
+    out += [
+        "",
+        "## Main table",
+        "",
+        f"Mixes trained on several languages, and merges: {selection}.",
+        "",
+    ]
+    out += [main_table(frames["main"], several), ""]
+    if "pareto" in figures:
+        out += [f"![harm change vs win rate, Pareto front]({figures['pareto']})", ""]
+    out += ["## Merges by weight", ""]
+    merges = frames["merges"]
+    out += [merges_table(merges, several) if len(merges) else "No objective merge evaluated.", ""]
+    if "weight_sensitivity" in figures:
+        out += [f"![weight sensitivity]({figures['weight_sensitivity']})", ""]
+    out += ["## Per-language results", ""]
+    if len(frames["per_language"]):
+        out += ["\n\n".join(per_language_tables(frames["per_language"], models)), ""]
+    else:
+        out += ["No evaluated model.", ""]
+    if "heatmap" in figures:
+        out += [f"![per-language heatmap]({figures['heatmap']})", ""]
+    out += [
+        "## Language merges",
+        "",
+        language_table(frames["language"]) if len(frames["language"]) else "No evaluated model.",
+        "",
+    ]
+    out += [
+        "## Merge position",
+        "",
+        "Stage order from the provenance chain: a merge of DPO models is DPO-then-merge; a DPO model "
+        "whose parent is a merge is merge-then-DPO.",
+        "",
+        position_table(frames["position"]) if len(frames["position"]) else "No evaluated model.",
+        "",
+    ]
+    out += [
+        f"## Published numbers — {published.PUBLISHED_LABEL}",
+        "",
+        published_tables(frames["published"]),
+        "",
+    ]
+    out += ["## Files", "", *(f"- `{name}`" for name in header["files"].split()), ""]
+    return "\n".join(out)

@@ -1,0 +1,200 @@
+"""The report run, top to bottom: find evaluated models → tables → figures → report.md + CSV in
+the run directory and in a stable `latest` folder (atomically) → loggers."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from omegaconf import DictConfig, ListConfig
+
+from mixmerge.errors import MixmergeError
+from mixmerge.io import atomic_dir, write_json_atomic
+from mixmerge.reporting import markdown, plots, tables
+from mixmerge.reporting.collect import Collection, Evaluated, collect
+from mixmerge.reporting.loggers import log_report
+from mixmerge.reporting.missing import missing_items, warnings
+
+CSV_FILES = {
+    "models": "models.csv",
+    "main": "main.csv",
+    "merges": "merges.csv",
+    "per_language": "per_language.csv",
+    "language": "language_merges.csv",
+    "position": "merge_position.csv",
+    "published": "published.csv",
+}
+REPORT_FILE = "report.md"
+SUMMARY_FILE = "summary.json"
+
+
+def check_config(cfg: DictConfig) -> tables.Options:
+    """Checks Hydra cannot do itself, before anything is read."""
+    dirs = cfg.get("search_dirs")
+    if (
+        not isinstance(dirs, ListConfig)
+        or not dirs
+        or not all(isinstance(d, str) and d for d in dirs)
+    ):
+        raise MixmergeError(f"search_dirs={dirs}: expected a non-empty list of folders")
+    ratio = cfg.reference_safety_ratio
+    if not isinstance(ratio, int | float) or isinstance(ratio, bool) or not 0 <= ratio <= 1:
+        raise MixmergeError(f"reference_safety_ratio={ratio}: expected a number in [0, 1]")
+    if cfg.merge_weights not in ("best", "all"):
+        raise MixmergeError(f"merge_weights={cfg.merge_weights}: expected best or all")
+    if cfg.best_by not in tables.BEST_BY:
+        raise MixmergeError(f"best_by={cfg.best_by}: expected one of {', '.join(tables.BEST_BY)}")
+    dpi = cfg.plots.dpi
+    if not isinstance(dpi, int) or isinstance(dpi, bool) or not 30 <= dpi <= 600:
+        raise MixmergeError(f"plots.dpi={dpi}: expected an integer in [30, 600]")
+    return tables.Options(
+        reference_ratio=float(ratio),
+        merge_weights=str(cfg.merge_weights),
+        best_by=str(cfg.best_by),
+        position_method=str(cfg.position_method),
+    )
+
+
+def build_frames(models: Sequence[Evaluated], options: tables.Options) -> dict[str, pd.DataFrame]:
+    """Every table of the report, keyed as in CSV_FILES."""
+    models = sorted(models, key=tables.sort_key)
+    frame = tables.model_frame(models, options)
+    merges = tables.merges_frame(frame, options)
+    return {
+        "models": frame,
+        "main": tables.main_frame(frame, merges, options),
+        "merges": merges,
+        "per_language": tables.per_language_frame(models, frame),
+        "language": tables.language_frame(frame, options),
+        "position": tables.position_frame(frame, merges, options),
+        "published": tables.published_frame(),
+    }
+
+
+def draw(
+    frames: Mapping[str, pd.DataFrame], out: Path, cfg: DictConfig
+) -> tuple[dict[str, Path], dict[str, str]]:
+    """The PNGs, and the reason for each one not drawn."""
+    models, dpi = frames["models"], cfg.plots.dpi
+    made = {
+        "pareto": plots.pareto_plot(
+            models, out / "pareto.png", dpi, bool(cfg.plots.show_published)
+        ),
+        "weight_sensitivity": plots.weight_plot(models, out / "weight_sensitivity.png", dpi),
+        "heatmap": plots.heatmap(frames["per_language"], models, out / "heatmap.png", dpi),
+    }
+    why = {
+        "pareto": "no model with both a harm change and a win rate",
+        "weight_sensitivity": "no evaluated objective merge with a single safety weight",
+        "heatmap": "no evaluated model",
+    }
+    return (
+        {k: p for k, p in made.items() if p is not None},
+        {f"{k}.png": why[k] for k, p in made.items() if p is None},
+    )
+
+
+def summarize(found: Collection, frames: Mapping[str, pd.DataFrame]) -> dict[str, int]:
+    models = frames["models"]
+    counts = {
+        f"{family}_models": int((models["family"] == family).sum())
+        for family in sorted(set(models["family"]))
+    }
+    return {
+        "evaluated_models": len(models),
+        "not_evaluated_models": len(found.not_evaluated),
+        "pareto_models": int(models["pareto"].sum()) if len(models) else 0,
+        **counts,
+    }
+
+
+def _publish(staging: Path, run_dir: Path, latest: Path | None) -> None:
+    """The finished files into the run directory, and a copy as the stable `latest` folder."""
+    files = sorted(p for p in staging.iterdir() if p.is_file())
+    if latest is not None:
+        with atomic_dir(latest, overwrite=True) as tmp:
+            for path in files:
+                shutil.copy2(path, tmp / path.name)
+    for path in files:
+        os.replace(path, run_dir / path.name)
+
+
+def report(cfg: DictConfig) -> dict[str, Any]:
+    """Build the report; returns its summary counts and where it was written."""
+    options = check_config(cfg)
+    found = collect(
+        [str(d) for d in cfg.search_dirs],
+        judge=None if cfg.select.judge is None else str(cfg.select.judge),
+        base_model=None if cfg.select.base_model is None else str(cfg.select.base_model),
+    )
+    frames = build_frames(found.evaluated, options)
+    run_dir = Path(cfg.paths.output_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    latest = Path(cfg.latest_dir) if cfg.latest_dir else None
+    summary = summarize(found, frames)
+    staging = Path(tempfile.mkdtemp(prefix=".report-", dir=run_dir))
+    try:
+        for key, name in CSV_FILES.items():
+            frames[key].to_csv(staging / name, index=False)
+        figures, skipped = (
+            draw(frames, staging, cfg)
+            if cfg.plots.enabled
+            else ({}, {"figures": "plots.enabled=false"})
+        )
+        missing = missing_items(found, frames, skipped, options)
+        files = [
+            REPORT_FILE,
+            SUMMARY_FILE,
+            *CSV_FILES.values(),
+            *(p.name for p in figures.values()),
+        ]
+        header = {
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "judges": ", ".join(sorted(set(frames["models"]["judge"]))) or "—",
+            "searched": ", ".join(f"`{p}`" for p in found.searched) or "—",
+            "not_found": ", ".join(f"`{p}`" for p in found.missing_dirs),
+            "files": " ".join(files),
+        }
+        text = markdown.render(
+            frames,
+            {k: p.name for k, p in figures.items()},
+            missing,
+            warnings(frames["models"]),
+            options,
+            header,
+        )
+        (staging / REPORT_FILE).write_text(text, encoding="utf-8")
+        write_json_atomic(
+            staging / SUMMARY_FILE,
+            {**summary, "created": header["created"], "missing": missing, "files": files},
+        )
+        _publish(staging, run_dir, latest)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    loggers = log_report(
+        cfg,
+        {k: frames[k] for k in CSV_FILES},
+        {k: run_dir / p.name for k, p in figures.items()},
+        summary,
+    )
+
+    print(
+        f"Report of {summary['evaluated_models']} evaluated model(s); {len(missing)} item(s) missing (see report.md)"
+    )
+    print(
+        f"Report written to {run_dir / REPORT_FILE}"
+        + (f" and {latest / REPORT_FILE}" if latest else "")
+    )
+    if loggers:
+        print(f"Tables and figures logged to {', '.join(loggers)}")
+    return {
+        **summary,
+        "report": str(run_dir / REPORT_FILE),
+        "latest": str(latest) if latest else None,
+    }

@@ -58,3 +58,18 @@ def resolved_config(cfg: DictConfig) -> dict:
         for key in cfg
         if key != "hydra"
     }
+
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+
+
+def compose_entry(config_name: str, overrides: list[str]) -> DictConfig:
+    """Compose another entry point's config (e.g. evaluate from inside merge), reusing the running
+    Hydra app's search path when there is one."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    if GlobalHydra.instance().is_initialized():
+        return compose(config_name=config_name, overrides=overrides)
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose(config_name=config_name, overrides=overrides)

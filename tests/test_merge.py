@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from pathlib import Path
@@ -342,3 +343,15 @@ def test_the_grid_sweep_names_twenty_distinct_models(tmp_path):
         .recipe.models[2]
         .endswith("mix15-es")
     )
+
+
+def test_evaluate_after_writes_results_beside_the_merged_model(tmp_path, family):
+    cfg = merge_cfg(
+        tmp_path, family, "merge=linear", "merge.safety_weight=0.5", "evaluate_after=true",
+        'evaluate_overrides=["languages=en","max_prompts_per_language=2","generation.max_new_tokens=4","bootstrap.samples=10"]',
+    )
+    summary = merge(cfg)
+    results = json.loads((Path(summary["output_dir"]) / "eval_results.json").read_text())
+    assert results["baseline"]["path"] == str(family["base"].resolve())
+    assert set(results["languages"]) == {"en"}
+    assert summary["evaluation"]["average"] == results["average"]

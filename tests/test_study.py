@@ -58,7 +58,7 @@ study:
     train: [model=tiny_random, logger=none, trainer.precision=32-true, trainer.max_steps=2, data.max_length=256,
             languages=en, data.max_examples_per_language=6]
     merge: []
-    evaluate: [base_model=tiny_random, max_prompts_per_language=2, generation.max_new_tokens=4, bootstrap.samples=10]
+    evaluate: [model=tiny_random, max_prompts_per_language=2, generation.max_new_tokens=4, bootstrap.samples=10]
   seconds_per_job: {train: 10, merge: 5, evaluate: 10}
   stages:
     sft:

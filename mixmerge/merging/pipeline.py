@@ -118,12 +118,6 @@ def merge(cfg: DictConfig) -> dict[str, Any]:
     )
     yaml_text = config_yaml(config, header)
     resolved = resolved_config(cfg)
-    if cfg.get("evaluate_after"):
-        log.warning(
-            "evaluate_after=true: evaluation is not wired into merging yet; evaluate %s separately",
-            plan.out_dir,
-        )
-
     log.info(
         "Merging %d models with %s into %s", len(plan.recipe.inputs), plan.method, plan.out_dir
     )
@@ -163,7 +157,21 @@ def merge(cfg: DictConfig) -> dict[str, Any]:
     summary = {"merge_seconds": seconds, "models": len(plan.recipe.inputs)}
     log_to_loggers(cfg, resolved, summary)
     print(f"Merged model written to {plan.out_dir}")
+    if cfg.get("evaluate_after"):
+        summary["evaluation"] = evaluate_merged(plan.out_dir, cfg)
     return {**summary, "output_dir": str(plan.out_dir)}
+
+
+def evaluate_merged(model_dir: Path, cfg: DictConfig) -> dict[str, Any]:
+    """Evaluate a merged model right after it is written: conf/evaluate.yaml with this run's paths
+    (results in <run dir>/evaluation and beside the model) and `evaluate_overrides`."""
+    from mixmerge.config import compose_entry
+    from mixmerge.evaluation.run import evaluate
+
+    paths = [f"paths.{key}={cfg.paths[key]}" for key in ("models_dir", "cache_dir")]
+    paths.append(f"paths.output_dir={Path(cfg.paths.output_dir) / 'evaluation'}")
+    overrides = [f"model_ref={model_dir}", *paths, *list(cfg.get("evaluate_overrides") or [])]
+    return evaluate(compose_entry("evaluate", overrides))
 
 
 def log_to_loggers(cfg: DictConfig, resolved: dict[str, Any], metrics: dict[str, Any]) -> None:

@@ -82,7 +82,7 @@ def plan_study(study: DictConfig) -> list[Stage]:
                     raise MixmergeError(f"study.stages.{name}.models_from: no earlier stage named '{source}'")
                 models += produced[source]
             models += list(spec.get("models") or [])
-            jobs = [[f"model={m}"] for m in models]
+            jobs = [[f"model_ref={m}"] for m in models]
             stage = Stage(name, command, jobs, common, outputs=models)
         else:
             jobs = _grid(spec.get("sweep"))

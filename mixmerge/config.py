@@ -54,7 +54,9 @@ register_resolvers()
 def resolved_config(cfg: DictConfig) -> dict:
     """The run's config as plain data with interpolations resolved (Hydra's own node left out)."""
     return {
-        key: OmegaConf.to_container(cfg[key], resolve=True) if OmegaConf.is_config(cfg[key]) else cfg[key]
+        key: OmegaConf.to_container(cfg[key], resolve=True)
+        if OmegaConf.is_config(cfg[key])
+        else cfg[key]
         for key in cfg
         if key != "hydra"
     }

@@ -38,7 +38,9 @@ def resolve_model_ref(ref: str, models_dir: str | Path, key: str = "model") -> P
     for path in candidates:
         if path.is_dir():
             if not is_model_dir(path):
-                raise MixmergeError(f"{key}={ref}: {path} has no config.json (not a Hugging Face model folder)")
+                raise MixmergeError(
+                    f"{key}={ref}: {path} has no config.json (not a Hugging Face model folder)"
+                )
             return path.resolve()
     raise MixmergeError(
         f"{key}={ref}: no such model (looked for a folder at {candidates[0]} and {candidates[1]})"
@@ -55,9 +57,15 @@ def resolve_model(model_cfg: DictConfig, models_dir: str | Path) -> str:
     source = model_cfg.source
     cache = Path(model_cfg.cache_dir).expanduser()
     if source == "gguf":
-        return str(ensure_gguf_converted(model_cfg.gguf_package, model_cfg.gguf_file, cache / model_cfg.name))
+        return str(
+            ensure_gguf_converted(
+                model_cfg.gguf_package, model_cfg.gguf_file, cache / model_cfg.name
+            )
+        )
     if source == "tiny_random":
-        return str(ensure_tiny_random(cache / model_cfg.name, model_cfg.architecture, seed=model_cfg.seed))
+        return str(
+            ensure_tiny_random(cache / model_cfg.name, model_cfg.architecture, seed=model_cfg.seed)
+        )
     if source == "pretrained":
         ref = str(model_cfg.pretrained)
         local = Path(ref).expanduser()
@@ -151,7 +159,9 @@ def check_causal_lm(path: str | Path, key: str = "model") -> None:
     except (OSError, json.JSONDecodeError) as err:
         raise MixmergeError(f"{key}={path}: unreadable config.json ({err})") from err
     if model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
-        raise MixmergeError(f"{key}={path}: model_type '{model_type}' is not a causal language model")
+        raise MixmergeError(
+            f"{key}={path}: model_type '{model_type}' is not a causal language model"
+        )
 
 
 def load_tokenizer(path: str, trust_remote_code: bool = False) -> Any:
@@ -166,17 +176,23 @@ def load_tokenizer(path: str, trust_remote_code: bool = False) -> Any:
     return tokenizer
 
 
-def load_causal_lm(path: str, dtype: str = "float32", trust_remote_code: bool = False, key: str = "model") -> Any:
+def load_causal_lm(
+    path: str, dtype: str = "float32", trust_remote_code: bool = False, key: str = "model"
+) -> Any:
     """Load a causal LM, turning 'not a causal LM' into a clear error."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
     try:
         config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as err:
-        raise MixmergeError(f"{key}={path}: cannot load a model config ({str(err).splitlines()[0]})") from err
+        raise MixmergeError(
+            f"{key}={path}: cannot load a model config ({str(err).splitlines()[0]})"
+        ) from err
     try:
         return AutoModelForCausalLM.from_pretrained(
             path, config=config, dtype=getattr(torch, dtype), trust_remote_code=trust_remote_code
         )
     except ValueError as err:
-        raise MixmergeError(f"{key}={path}: not a causal language model ({str(err).splitlines()[0]})") from err
+        raise MixmergeError(
+            f"{key}={path}: not a causal language model ({str(err).splitlines()[0]})"
+        ) from err

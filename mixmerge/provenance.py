@@ -42,7 +42,9 @@ def write_provenance(model_dir: str | Path, kind: str, **fields: Any) -> Path:
     return write_json_atomic(Path(model_dir) / PROVENANCE_FILE, record)
 
 
-def finished_output(out_dir: Path, output_name: str, overwrite: bool, skip_existing: bool = False) -> dict[str, Any] | None:
+def finished_output(
+    out_dir: Path, output_name: str, overwrite: bool, skip_existing: bool = False
+) -> dict[str, Any] | None:
     """Decide what to do when a run's output folder already exists.
 
     Returns the finished output's provenance when `skip_existing` (the caller then does nothing),

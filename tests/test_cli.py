@@ -3,18 +3,26 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
 from tests.conftest import run_cli
 
-TINY = ["model=tiny_random", "logger=csv", "trainer.precision=32-true", "trainer.max_steps=2", "data.max_length=256",
-        "languages=en", "data.max_examples_per_language=8"]
+TINY = [
+    "model=tiny_random",
+    "logger=csv",
+    "trainer.precision=32-true",
+    "trainer.max_steps=2",
+    "data.max_length=256",
+    "languages=en",
+    "data.max_examples_per_language=8",
+]
 
 
 def test_train_cli_runs_with_overrides(tmp_path, cache_dir):
-    result = run_cli("mixmerge.train", *TINY, "data=mix_100pct_safety", "hydra.run.dir=run", cwd=tmp_path)
+    result = run_cli(
+        "mixmerge.train", *TINY, "data=mix_100pct_safety", "hydra.run.dir=run", cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     model = tmp_path / "outputs/models/tiny-random-sft-mix100-en"
     assert (model / "model.safetensors").is_file() and (model / "mixmerge.json").is_file()
@@ -30,7 +38,10 @@ def test_train_cli_runs_with_overrides(tmp_path, cache_dir):
         (["languages.codes=[en,xx]"], "languages.codes: unknown language 'xx'"),
         (["data.safety_ratio=1.5"], "data.safety_ratio=1.5: expected a number in [0, 1]"),
         (["model.init_from=/no/such/model"], "model.init_from=/no/such/model: no such model"),
-        (["data.general.source=path", "data.general.path=bad.jsonl"], "bad.jsonl:1: field 'chosen' is missing"),
+        (
+            ["data.general.source=path", "data.general.path=bad.jsonl"],
+            "bad.jsonl:1: field 'chosen' is missing",
+        ),
     ],
 )
 def test_bad_input_one_line_nonzero_nothing_written(tmp_path, cache_dir, args, message):
@@ -39,7 +50,9 @@ def test_bad_input_one_line_nonzero_nothing_written(tmp_path, cache_dir, args, m
     assert result.returncode == 2
     errors = [line for line in result.stderr.splitlines() if line.startswith("mixmerge: error:")]
     assert len(errors) == 1 and message in errors[0], result.stderr[-2000:]
-    assert not (tmp_path / "outputs/models").exists() or not any((tmp_path / "outputs/models").iterdir())
+    assert not (tmp_path / "outputs/models").exists() or not any(
+        (tmp_path / "outputs/models").iterdir()
+    )
 
 
 def test_unknown_group_option_is_rejected_by_hydra(tmp_path, cache_dir):

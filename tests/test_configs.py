@@ -12,7 +12,13 @@ from mixmerge.config import resolved_config
 from tests.conftest import CONF, compose_config
 
 # Each primary config with the overrides its mandatory keys need.
-PRIMARY = {"train": [], "merge": [], "evaluate": ["model_ref=base"], "report": [], "study": ["experiment=mini_mixes"]}
+PRIMARY = {
+    "train": [],
+    "merge": [],
+    "evaluate": ["model_ref=base"],
+    "report": [],
+    "study": ["experiment=mini_mixes"],
+}
 
 
 def options(group: str) -> list[str]:
@@ -22,7 +28,7 @@ def options(group: str) -> list[str]:
 def group_overrides(primary: str) -> list[str]:
     """`group=option` for every option of every group the primary config's defaults list names."""
     defaults = OmegaConf.load(CONF / f"{primary}.yaml").defaults
-    groups = [next(iter(d)) for d in defaults if isinstance(d, DictConfig) or isinstance(d, dict)]
+    groups = [next(iter(d)) for d in defaults if isinstance(d, (DictConfig, dict))]
     out = []
     for group in groups:
         name = group.replace("optional ", "")
@@ -35,11 +41,25 @@ def group_overrides(primary: str) -> list[str]:
 def test_primary_configs_list_every_group():
     defaults = OmegaConf.load(CONF / "train.yaml").defaults
     names = [next(iter(d)) if not isinstance(d, str) else d for d in defaults]
-    for group in ("model", "data", "languages", "objective", "peft", "trainer", "strategy", "logger", "paths", "hydra", "experiment"):
+    for group in (
+        "model",
+        "data",
+        "languages",
+        "objective",
+        "peft",
+        "trainer",
+        "strategy",
+        "logger",
+        "paths",
+        "hydra",
+        "experiment",
+    ):
         assert group in names
 
 
-@pytest.mark.parametrize(("primary", "override"), [(p, o) for p in PRIMARY for o in ["", *group_overrides(p)]])
+@pytest.mark.parametrize(
+    ("primary", "override"), [(p, o) for p in PRIMARY for o in ["", *group_overrides(p)]]
+)
 def test_every_option_of_every_primary_config_composes(tmp_path: Path, primary: str, override: str):
     cfg = compose_config(primary, [*PRIMARY[primary], *([override] if override else [])], tmp_path)
     resolved_config(cfg)  # every interpolation resolves

@@ -45,17 +45,22 @@ def sig(x: float) -> float:
 )
 def test_preference_loss_hand_computed(loss_type, eps, expected):
     t = lambda *v: torch.tensor(v, dtype=torch.float64)  # noqa: E731
-    losses = preference_loss(t(3.0, 3.0), t(1.0, 1.0), t(1.0, 1.0), t(0.5, 0.5), 0.5, loss_type, eps)
+    losses = preference_loss(
+        t(3.0, 3.0), t(1.0, 1.0), t(1.0, 1.0), t(0.5, 0.5), 0.5, loss_type, eps
+    )
     assert losses.shape == (2,)
     assert losses[0].item() == pytest.approx(expected, rel=1e-9)
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [
-    ({"beta": 0.0}, "objective.beta=0.0: expected a number > 0"),
-    ({"beta": -1}, "objective.beta=-1"),
-    ({"loss_type": "kto"}, "objective.loss_type=kto: expected one of"),
-    ({"label_smoothing": 0.5}, "objective.label_smoothing=0.5"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"beta": 0.0}, "objective.beta=0.0: expected a number > 0"),
+        ({"beta": -1}, "objective.beta=-1"),
+        ({"loss_type": "kto"}, "objective.loss_type=kto: expected one of"),
+        ({"label_smoothing": 0.5}, "objective.label_smoothing=0.5"),
+    ],
+)
 def test_preference_loss_rejects_bad_parameters(kwargs, message):
     args = {"beta": 0.1, "loss_type": "sigmoid", "label_smoothing": 0.0, **kwargs}
     with pytest.raises(MixmergeError, match=message):
@@ -92,7 +97,12 @@ def test_concatenated_forward_equals_separate_passes(tiny):
 
 def test_reference_cache_reused_and_invalidated(tiny, tmp_path, cache_dir):
     path, tokenizer, examples = tiny
-    args = {"pad_token_id": tokenizer.pad_token_id, "cache_dir": tmp_path, "max_length": 256, "precision": "32-true"}
+    args = {
+        "pad_token_id": tokenizer.pad_token_id,
+        "cache_dir": tmp_path,
+        "max_length": 256,
+        "precision": "32-true",
+    }
     c1, r1, info1 = reference_logps(str(path), examples, **args)
     c2, r2, info2 = reference_logps(str(path), examples, **args)
     assert not info1["reused"] and info2["reused"] and info1["key"] == info2["key"]
@@ -109,7 +119,11 @@ def test_lora_reference_is_the_base_model(tiny):
     from peft import LoraConfig
 
     path, tokenizer, examples = tiny
-    module = DPOModule(str(path), optimizer=torch.optim.AdamW, lora=LoraConfig(r=4, target_modules="all-linear", task_type="CAUSAL_LM"))
+    module = DPOModule(
+        str(path),
+        optimizer=torch.optim.AdamW,
+        lora=LoraConfig(r=4, target_modules="all-linear", task_type="CAUSAL_LM"),
+    )
     module.configure_model()
     torch.manual_seed(0)
     for name, param in module.model.named_parameters():
@@ -126,8 +140,15 @@ def test_lora_reference_is_the_base_model(tiny):
 
 
 def test_dpo_run_raises_reward_accuracy_and_margin(train_cfg):
-    cfg = train_cfg("objective=dpo", "languages=en", "data.max_examples_per_language=8", "data.batch_size=8",
-                    "trainer.max_steps=12", "objective.optimizer.lr=1e-3", "objective.beta=0.5")
+    cfg = train_cfg(
+        "objective=dpo",
+        "languages=en",
+        "data.max_examples_per_language=8",
+        "data.batch_size=8",
+        "trainer.max_steps=12",
+        "objective.optimizer.lr=1e-3",
+        "objective.beta=0.5",
+    )
     metrics = train(cfg)
     assert metrics["loss_last"] < metrics["loss_first"]
     assert metrics["train/reward_margin"] > 0 and metrics["train/reward_accuracy"] >= 0.75
@@ -139,31 +160,69 @@ def test_dpo_run_raises_reward_accuracy_and_margin(train_cfg):
 
 def test_identical_pair_is_rejected(train_cfg, tmp_path):
     bad = tmp_path / "pairs.jsonl"
-    bad.write_text(json.dumps({"language": "en", "prompt": "p", "chosen": "same", "rejected": "same"}) + "\n")
-    cfg = train_cfg("objective=dpo", "languages=en", "data=mix_0pct_safety", "data.general.source=path", f"data.general.path={bad}")
-    with pytest.raises(MixmergeError, match=r"pairs.jsonl:1: 'chosen' and 'rejected' are identical"):
+    bad.write_text(
+        json.dumps({"language": "en", "prompt": "p", "chosen": "same", "rejected": "same"}) + "\n"
+    )
+    cfg = train_cfg(
+        "objective=dpo",
+        "languages=en",
+        "data=mix_0pct_safety",
+        "data.general.source=path",
+        f"data.general.path={bad}",
+    )
+    with pytest.raises(
+        MixmergeError, match=r"pairs.jsonl:1: 'chosen' and 'rejected' are identical"
+    ):
         train(cfg)
 
 
 def test_init_from_must_be_a_causal_lm(train_cfg, tmp_path):
     folder = tmp_path / "models" / "encoder"
     folder.mkdir(parents=True)
-    (folder / "config.json").write_text(json.dumps({"model_type": "bert"}))
-    with pytest.raises(MixmergeError, match="model.init_from=encoder: .*'bert' is not a causal language model"):
+    (folder / "config.json").write_text(json.dumps({"model_type": "vit"}))
+    with pytest.raises(
+        MixmergeError, match="model.init_from=.*encoder: model_type 'vit' is not a causal language model"
+    ):
         train(train_cfg("objective=dpo", "model.init_from=encoder"))
 
 
 def test_sft_then_dpo_through_the_cli(tmp_path, cache_dir):
-    common = ["model=tiny_random", "logger=none", "trainer.precision=32-true", "languages=en", "data.max_length=256",
-              "data.max_examples_per_language=6", "trainer.max_steps=2"]
+    common = [
+        "model=tiny_random",
+        "logger=none",
+        "trainer.precision=32-true",
+        "languages=en",
+        "data.max_length=256",
+        "data.max_examples_per_language=6",
+        "trainer.max_steps=2",
+    ]
     sft = run_cli("mixmerge.train", *common, "hydra.run.dir=sft", cwd=tmp_path)
     assert sft.returncode == 0, sft.stderr[-2000:]
-    dpo = run_cli("mixmerge.train", *common, "objective=dpo", "model.init_from=tiny-random-sft-mix15-en",
-                  "output_name=chained-dpo", "hydra.run.dir=dpo", cwd=tmp_path)
+    dpo = run_cli(
+        "mixmerge.train",
+        *common,
+        "objective=dpo",
+        "model.init_from=tiny-random-sft-mix15-en",
+        "output_name=chained-dpo",
+        "hydra.run.dir=dpo",
+        cwd=tmp_path,
+    )
     assert dpo.returncode == 0, dpo.stderr[-2000:]
     prov = read_provenance(tmp_path / "outputs/models/chained-dpo")
     assert prov["parent"]["reference"] == "tiny-random-sft-mix15-en"
     assert prov["parent"]["provenance"]["objective"] == "sft"
-    assert prov["reference"]["model"] == str((tmp_path / "outputs/models/tiny-random-sft-mix15-en").resolve())
-    bad = run_cli("mixmerge.train", *common, "objective=dpo", "objective.beta=0", "hydra.run.dir=bad", cwd=tmp_path)
-    assert bad.returncode == 2 and "mixmerge: error: objective.beta=0: expected a number > 0" in bad.stderr
+    assert prov["reference"]["model"] == str(
+        (tmp_path / "outputs/models/tiny-random-sft-mix15-en").resolve()
+    )
+    bad = run_cli(
+        "mixmerge.train",
+        *common,
+        "objective=dpo",
+        "objective.beta=0",
+        "hydra.run.dir=bad",
+        cwd=tmp_path,
+    )
+    assert (
+        bad.returncode == 2
+        and "mixmerge: error: objective.beta=0: expected a number > 0" in bad.stderr
+    )

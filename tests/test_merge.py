@@ -347,7 +347,11 @@ def test_the_grid_sweep_names_twenty_distinct_models(tmp_path):
 
 def test_evaluate_after_writes_results_beside_the_merged_model(tmp_path, family):
     cfg = merge_cfg(
-        tmp_path, family, "merge=linear", "merge.safety_weight=0.5", "evaluate_after=true",
+        tmp_path,
+        family,
+        "merge=linear",
+        "merge.safety_weight=0.5",
+        "evaluate_after=true",
         'evaluate_overrides=["languages=en","max_prompts_per_language=2","generation.max_new_tokens=4","bootstrap.samples=10"]',
     )
     summary = merge(cfg)

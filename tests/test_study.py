@@ -12,7 +12,9 @@ from hydra.core.global_hydra import GlobalHydra
 from mixmerge.study.plan import plan_study
 from tests.conftest import CONF, run_cli
 
-EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml") if not p.stem.startswith("_"))
+EXPERIMENTS = sorted(
+    p.stem for p in (CONF / "experiment").glob("*.yaml") if not p.stem.startswith("_")
+)
 
 
 def plan(experiment: str):
@@ -35,7 +37,11 @@ def test_every_experiment_composes_and_plans(experiment):
 def test_objective_merge_study_plan():
     _, stages = plan("mini_objective_merge")
     sft, merges, evaluate = stages
-    assert sft.outputs == ["smollm2-135m-sft-mix0-all", "smollm2-135m-sft-mix15-all", "smollm2-135m-sft-mix100-all"]
+    assert sft.outputs == [
+        "smollm2-135m-sft-mix0-all",
+        "smollm2-135m-sft-mix15-all",
+        "smollm2-135m-sft-mix100-all",
+    ]
     assert len(merges.outputs) == 20 and "merge-objective-ties-w0.3" in merges.outputs
     assert evaluate.outputs == sft.outputs + merges.outputs
     assert "merge=linear,slerp,ties,dare_ties" in merges.sweep_args()
@@ -44,7 +50,11 @@ def test_objective_merge_study_plan():
 
 def test_dpo_stages_chain_onto_their_sft_models():
     _, stages = plan("mini_objective_merge_dpo")
-    assert stages[1].outputs == ["smollm2-135m-dpo-mix0-all", "smollm2-135m-dpo-mix15-all", "smollm2-135m-dpo-mix100-all"]
+    assert stages[1].outputs == [
+        "smollm2-135m-dpo-mix0-all",
+        "smollm2-135m-dpo-mix15-all",
+        "smollm2-135m-dpo-mix100-all",
+    ]
     assert "model.init_from=smollm2-135m-sft-${data.name}-all" in stages[1].common
     assert stages[2].outputs[0] == "merge-objective-dpo-linear-w0"
 
@@ -78,7 +88,11 @@ MERGE_AND_EVAL = """    merges:
 def write_study(root: Path, text: str) -> list[str]:
     (root / "studies/experiment").mkdir(parents=True, exist_ok=True)
     (root / "studies/experiment/tiny.yaml").write_text(text)
-    return ["experiment=tiny", f"hydra.searchpath=[file://{root / 'studies'}]", "hydra.run.dir=study-run"]
+    return [
+        "experiment=tiny",
+        f"hydra.searchpath=[file://{root / 'studies'}]",
+        "hydra.run.dir=study-run",
+    ]
 
 
 def test_study_runs_then_a_rerun_does_nothing(tmp_path, cache_dir):
@@ -88,11 +102,15 @@ def test_study_runs_then_a_rerun_does_nothing(tmp_path, cache_dir):
     assert "[1/1] sft: train × 2 jobs (0 already complete)" in first.stdout
     for name in ("tiny-random-sft-mix0-en", "tiny-random-sft-mix100-en"):
         assert (tmp_path / "outputs/models" / name / "mixmerge.json").is_file()
-    stamp = (tmp_path / "outputs/models/tiny-random-sft-mix0-en/model.safetensors").stat().st_mtime_ns
+    stamp = (
+        (tmp_path / "outputs/models/tiny-random-sft-mix0-en/model.safetensors").stat().st_mtime_ns
+    )
     second = run_cli("mixmerge.study", *args, cwd=tmp_path)
     assert second.returncode == 0
     assert "[1/1] sft: all 2 outputs complete, skipped" in second.stdout
-    assert (tmp_path / "outputs/models/tiny-random-sft-mix0-en/model.safetensors").stat().st_mtime_ns == stamp
+    assert (
+        tmp_path / "outputs/models/tiny-random-sft-mix0-en/model.safetensors"
+    ).stat().st_mtime_ns == stamp
 
 
 @pytest.mark.slow

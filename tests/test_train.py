@@ -13,8 +13,13 @@ from mixmerge.errors import MixmergeError
 from mixmerge.provenance import read_provenance
 from mixmerge.training.pipeline import train
 
-FAST = ["trainer.max_steps=40", "objective.optimizer.lr=3e-3", "data.batch_size=8", "data.max_examples_per_language=24",
-        "languages=en_fr_es"]
+FAST = [
+    "trainer.max_steps=40",
+    "objective.optimizer.lr=3e-3",
+    "data.batch_size=8",
+    "data.max_examples_per_language=24",
+    "languages=en_fr_es",
+]
 
 
 def test_sft_lowers_loss_and_writes_a_loadable_model(train_cfg):

@@ -13,13 +13,19 @@ from torch.utils.data import DataLoader
 from mixmerge.data.formatting import IGNORE_INDEX, encode_example
 
 
-def encode_records(records: list[dict[str, Any]], tokenizer: Any, objective: str, max_length: int) -> tuple[datasets.Dataset, int]:
+def encode_records(
+    records: list[dict[str, Any]], tokenizer: Any, objective: str, max_length: int
+) -> tuple[datasets.Dataset, int]:
     """Tokenise a mixture with `datasets.map`; returns the dataset and how many examples were too long."""
     table = datasets.Dataset.from_list(records)
 
     def encode(row: dict[str, Any]) -> dict[str, Any]:
         encoded = encode_example(tokenizer, row, objective, max_length)
-        keys = ("input_ids", "labels") if objective == "sft" else ("prompt_ids", "chosen_ids", "rejected_ids")
+        keys = (
+            ("input_ids", "labels")
+            if objective == "sft"
+            else ("prompt_ids", "chosen_ids", "rejected_ids")
+        )
         return {"keep": encoded is not None, **{k: (encoded or {}).get(k, []) for k in keys}}
 
     encoded = table.map(encode, remove_columns=table.column_names, desc="Tokenizing")
@@ -54,7 +60,7 @@ def pad(sequences: Sequence[Sequence[int]], value: int, left: bool = False) -> t
     for i, seq in enumerate(sequences):
         if seq:
             if left:
-                out[i, width - len(seq):] = torch.tensor(seq)
+                out[i, width - len(seq) :] = torch.tensor(seq)
             else:
                 out[i, : len(seq)] = torch.tensor(seq)
     return out
@@ -81,7 +87,9 @@ class SFTCollator:
 class MixtureDataModule(L.LightningDataModule):
     """Serves an already tokenised mixture; shuffling is seeded so a run is reproducible."""
 
-    def __init__(self, examples: Any, collate_fn: Any, batch_size: int, seed: int, num_workers: int = 0):
+    def __init__(
+        self, examples: Any, collate_fn: Any, batch_size: int, seed: int, num_workers: int = 0
+    ):
         super().__init__()
         self.examples = examples
         self.collate_fn = collate_fn

@@ -21,14 +21,15 @@ def response_text(tokenizer: Any, prompt: str, response: str) -> str:
     """What the chat template appends after the prompt for this response (text and end token)."""
     head = prompt_text(tokenizer, prompt)
     full = tokenizer.apply_chat_template(
-        [{"role": "user", "content": prompt}, {"role": "assistant", "content": response}], tokenize=False
+        [{"role": "user", "content": prompt}, {"role": "assistant", "content": response}],
+        tokenize=False,
     )
     if not full.startswith(head):
         raise MixmergeError(
             "model tokenizer: the chat template does not render the prompt as a prefix of the "
             "conversation, so prompt tokens cannot be masked (use a tokenizer with a standard template)"
         )
-    return full[len(head):]
+    return full[len(head) :]
 
 
 def _ids(tokenizer: Any, text: str) -> list[int]:
@@ -39,7 +40,9 @@ def encode_prompt(tokenizer: Any, prompt: str) -> list[int]:
     return _ids(tokenizer, prompt_text(tokenizer, prompt))
 
 
-def encode_example(tokenizer: Any, record: dict[str, Any], objective: str, max_length: int) -> dict[str, Any] | None:
+def encode_example(
+    tokenizer: Any, record: dict[str, Any], objective: str, max_length: int
+) -> dict[str, Any] | None:
     """Token ids for one record; None when the prompt alone nearly fills `max_length`.
 
     SFT: `input_ids` and `labels` (prompt positions = -100). DPO: `prompt_ids`, `chosen_ids`,
@@ -51,6 +54,11 @@ def encode_example(tokenizer: Any, record: dict[str, Any], objective: str, max_l
         return None
     chosen = _ids(tokenizer, response_text(tokenizer, record["prompt"], record["chosen"]))[:budget]
     if objective == "sft":
-        return {"input_ids": prompt_ids + chosen, "labels": [IGNORE_INDEX] * len(prompt_ids) + chosen}
-    rejected = _ids(tokenizer, response_text(tokenizer, record["prompt"], record["rejected"]))[:budget]
+        return {
+            "input_ids": prompt_ids + chosen,
+            "labels": [IGNORE_INDEX] * len(prompt_ids) + chosen,
+        }
+    rejected = _ids(tokenizer, response_text(tokenizer, record["prompt"], record["rejected"]))[
+        :budget
+    ]
     return {"prompt_ids": prompt_ids, "chosen_ids": chosen, "rejected_ids": rejected}

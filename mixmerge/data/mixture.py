@@ -32,16 +32,22 @@ class Mixture:
 def validate_languages(codes: Sequence[str]) -> list[str]:
     codes = list(codes)
     if not codes:
-        raise MixmergeError("languages.codes: empty (expected a subset of " + " ".join(LANGUAGES) + ")")
+        raise MixmergeError(
+            "languages.codes: empty (expected a subset of " + " ".join(LANGUAGES) + ")"
+        )
     for code in codes:
         if code not in LANGUAGES:
-            raise MixmergeError(f"languages.codes: unknown language '{code}' (expected a subset of {' '.join(LANGUAGES)})")
+            raise MixmergeError(
+                f"languages.codes: unknown language '{code}' (expected a subset of {' '.join(LANGUAGES)})"
+            )
     if len(set(codes)) != len(codes):
         raise MixmergeError(f"languages.codes: duplicate language in {codes}")
     return codes
 
 
-def mixture_counts(n_general: int, n_safety: int, ratio: float, policy: str, cap: int | None, language: str) -> tuple[int, int]:
+def mixture_counts(
+    n_general: int, n_safety: int, ratio: float, policy: str, cap: int | None, language: str
+) -> tuple[int, int]:
     """How many general and safety examples a language contributes (safety may exceed n_safety
     only under the `repeat_safety` policy)."""
     if ratio == 0:
@@ -86,14 +92,18 @@ def build_mixture(data: DictConfig, languages: Sequence[str], objective: str, se
         raise MixmergeError(f"data.safety_ratio={ratio}: expected a number in [0, 1]")
     policy = data.on_insufficient_safety
     if policy not in INSUFFICIENT_POLICIES:
-        raise MixmergeError(f"data.on_insufficient_safety={policy}: expected one of {', '.join(INSUFFICIENT_POLICIES)}")
+        raise MixmergeError(
+            f"data.on_insufficient_safety={policy}: expected one of {', '.join(INSUFFICIENT_POLICIES)}"
+        )
     cap = data.get("max_examples_per_language")
 
     pools: dict[str, dict[str, list[dict[str, Any]]]] = {}
     for kind in ("general", "safety"):
         needed = ratio < 1 if kind == "general" else ratio > 0
         rows = load_source(data[kind], f"data.{kind}", codes, objective) if needed else []
-        pools[kind] = {lang: [dict(r, kind=kind) for r in rows if r["language"] == lang] for lang in codes}
+        pools[kind] = {
+            lang: [dict(r, kind=kind) for r in rows if r["language"] == lang] for lang in codes
+        }
 
     rng = np.random.default_rng(seed)
     records: list[dict[str, Any]] = []
@@ -110,7 +120,10 @@ def build_mixture(data: DictConfig, languages: Sequence[str], objective: str, se
 
     total = len(records)
     n_safety = sum(c["safety"] for c in counts.values())
-    subtasks = Counter(f"{r['kind']}/{r.get('task') or r.get('category') or 'unlabelled'}/{r['language']}" for r in records)
+    subtasks = Counter(
+        f"{r['kind']}/{r.get('task') or r.get('category') or 'unlabelled'}/{r['language']}"
+        for r in records
+    )
     manifest = {
         "name": data.name,
         "objective": objective,
@@ -124,8 +137,12 @@ def build_mixture(data: DictConfig, languages: Sequence[str], objective: str, se
         "counts_by_subtask": dict(sorted(subtasks.items())),
         "total": total,
         "realised_safety_fraction": (n_safety / total) if total else 0.0,
-        "sources": {k: OmegaConf.to_container(data[k], resolve=True) for k in ("general", "safety")},
+        "sources": {
+            k: OmegaConf.to_container(data[k], resolve=True) for k in ("general", "safety")
+        },
     }
     if total == 0:
-        raise MixmergeError("data: the mixture is empty (check data.safety_ratio, languages and sources)")
+        raise MixmergeError(
+            "data: the mixture is empty (check data.safety_ratio, languages and sources)"
+        )
     return Mixture(records, manifest)

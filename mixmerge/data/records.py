@@ -13,20 +13,29 @@ from mixmerge.errors import MixmergeError
 BUNDLED_DIR = Path(__file__).parent / "bundled"
 
 # Fields every training record needs, per objective; optional fields are kept when present.
-REQUIRED_FIELDS = {"sft": ("prompt", "chosen", "language"), "dpo": ("prompt", "chosen", "rejected", "language")}
+REQUIRED_FIELDS = {
+    "sft": ("prompt", "chosen", "language"),
+    "dpo": ("prompt", "chosen", "rejected", "language"),
+}
 OPTIONAL_FIELDS = ("id", "task", "category", "scope", "rejected")
 
 
-def validate_record(record: Any, where: str, required: Iterable[str], pair: bool = False) -> dict[str, Any]:
+def validate_record(
+    record: Any, where: str, required: Iterable[str], pair: bool = False
+) -> dict[str, Any]:
     """Check one record and return its known fields; raise MixmergeError naming `where` otherwise."""
     if not isinstance(record, dict):
         raise MixmergeError(f"{where}: expected a JSON object, got {type(record).__name__}")
     for field in required:
         if field not in record or record[field] is None:
-            raise MixmergeError(f"{where}: field '{field}' is missing (expected a non-empty string)")
+            raise MixmergeError(
+                f"{where}: field '{field}' is missing (expected a non-empty string)"
+            )
         value = record[field]
         if not isinstance(value, str):
-            raise MixmergeError(f"{where}: field '{field}' must be a string, got {type(value).__name__}")
+            raise MixmergeError(
+                f"{where}: field '{field}' must be a string, got {type(value).__name__}"
+            )
         if not value.strip():
             raise MixmergeError(f"{where}: field '{field}' is empty (expected a non-empty string)")
     if "language" in record and record["language"] not in LANGUAGES:
@@ -34,11 +43,17 @@ def validate_record(record: Any, where: str, required: Iterable[str], pair: bool
             f"{where}: language '{record['language']}' is not one of {' '.join(LANGUAGES)}"
         )
     if pair and record["chosen"].strip() == record["rejected"].strip():
-        raise MixmergeError(f"{where}: 'chosen' and 'rejected' are identical (a preference pair needs two different responses)")
-    return {k: record[k] for k in (*required, *OPTIONAL_FIELDS) if k in record and record[k] is not None}
+        raise MixmergeError(
+            f"{where}: 'chosen' and 'rejected' are identical (a preference pair needs two different responses)"
+        )
+    return {
+        k: record[k] for k in (*required, *OPTIONAL_FIELDS) if k in record and record[k] is not None
+    }
 
 
-def read_jsonl(path: str | Path, required: Iterable[str], pair: bool = False) -> list[dict[str, Any]]:
+def read_jsonl(
+    path: str | Path, required: Iterable[str], pair: bool = False
+) -> list[dict[str, Any]]:
     """Read a JSONL file of records, validating each one."""
     path = Path(path)
     if not path.is_file():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,9 @@ from mixmerge.data.records import REQUIRED_FIELDS, bundled_file, read_jsonl, val
 from mixmerge.errors import MixmergeError
 
 
-def load_source(src: DictConfig, key: str, languages: Sequence[str], objective: str) -> list[dict[str, Any]]:
+def load_source(
+    src: DictConfig, key: str, languages: Sequence[str], objective: str
+) -> list[dict[str, Any]]:
     """Load the records of one source (data.general or data.safety) for the selected languages."""
     required = REQUIRED_FIELDS[objective]
     pair = objective == "dpo"
@@ -27,7 +28,11 @@ def load_source(src: DictConfig, key: str, languages: Sequence[str], objective: 
     if src.source in ("path", "hub"):
         if not src.get("path"):
             raise MixmergeError(f"{key}.path: required when {key}.source={src.source}")
-        return [r for r in _map_columns(_load_rows(src, key), src, key, required, pair) if r["language"] in languages]
+        return [
+            r
+            for r in _map_columns(_load_rows(src, key), src, key, required, pair)
+            if r["language"] in languages
+        ]
     raise MixmergeError(f"{key}.source={src.source}: expected bundled, path or hub")
 
 
@@ -42,7 +47,9 @@ def _load_rows(src: DictConfig, key: str) -> tuple[list[str] | None, list[tuple[
                     try:
                         rows.append((f"{path}:{number}", json.loads(line)))
                     except json.JSONDecodeError as err:
-                        raise MixmergeError(f"{path}:{number}: not valid JSON ({err.msg})") from None
+                        raise MixmergeError(
+                            f"{path}:{number}: not valid JSON ({err.msg})"
+                        ) from None
         return None, rows  # each row is checked with its file:line instead
     table = _load_table(src, key)
     return table.column_names, [(f"{src.path}[row {i}]", row) for i, row in enumerate(table)]
@@ -54,7 +61,9 @@ def _load_table(src: DictConfig, key: str) -> datasets.Dataset:
     path = Path(ref).expanduser()
     split = src.get("split") or "train"
     try:
-        if path.is_dir() and any((path / f).exists() for f in ("dataset_info.json", "state.json", "dataset_dict.json")):
+        if path.is_dir() and any(
+            (path / f).exists() for f in ("dataset_info.json", "state.json", "dataset_dict.json")
+        ):
             loaded = datasets.load_from_disk(str(path))
             if isinstance(loaded, datasets.DatasetDict):
                 if split not in loaded:
@@ -62,9 +71,13 @@ def _load_table(src: DictConfig, key: str) -> datasets.Dataset:
                 loaded = loaded[split]
             return loaded
         if path.is_file():
-            fmt = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}.get(path.suffix)
+            fmt = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}.get(
+                path.suffix
+            )
             if fmt is None:
-                raise MixmergeError(f"{key}.path={ref}: unsupported file type {path.suffix} (use .jsonl, .json, .parquet, .csv)")
+                raise MixmergeError(
+                    f"{key}.path={ref}: unsupported file type {path.suffix} (use .jsonl, .json, .parquet, .csv)"
+                )
             return datasets.load_dataset(fmt, data_files=str(path), split="train")
         if src.source == "path":
             raise MixmergeError(f"{key}.path={ref}: no such file or folder")
@@ -72,11 +85,17 @@ def _load_table(src: DictConfig, key: str) -> datasets.Dataset:
     except MixmergeError:
         raise
     except Exception as err:  # datasets raises many types; the user needs the first line
-        raise MixmergeError(f"{key}.path={ref}: cannot load dataset ({str(err).splitlines()[0]})") from err
+        raise MixmergeError(
+            f"{key}.path={ref}: cannot load dataset ({str(err).splitlines()[0]})"
+        ) from err
 
 
 def _plain(node: Any) -> dict[str, Any]:
-    return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else dict(node or {})
+    return (
+        OmegaConf.to_container(node, resolve=True)
+        if OmegaConf.is_config(node)
+        else dict(node or {})
+    )
 
 
 def _text(value: Any) -> Any:
@@ -87,7 +106,11 @@ def _text(value: Any) -> Any:
 
 
 def _map_columns(
-    loaded: tuple[list[str] | None, list[tuple[str, Any]]], src: DictConfig, key: str, required: Sequence[str], pair: bool
+    loaded: tuple[list[str] | None, list[tuple[str, Any]]],
+    src: DictConfig,
+    key: str,
+    required: Sequence[str],
+    pair: bool,
 ) -> list[dict[str, Any]]:
     column_names, table = loaded
     columns = {field: field for field in (*required, "task", "category", "id")}

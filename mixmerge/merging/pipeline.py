@@ -100,7 +100,9 @@ def merge(cfg: DictConfig) -> dict[str, Any]:
     from mergekit.merge import run_merge
 
     out_dir = Path(cfg.paths.models_dir) / str(cfg.output_name)
-    existing = finished_output(out_dir, str(cfg.output_name), cfg.overwrite, cfg.get("skip_existing", False))
+    existing = finished_output(
+        out_dir, str(cfg.output_name), cfg.overwrite, cfg.get("skip_existing", False)
+    )
     if existing is not None:
         print(f"Model {out_dir} is already finished; skipping (skip_existing=true)")
         return {"output_dir": str(out_dir), "skipped": True}

@@ -27,9 +27,11 @@ EVAL_RESULTS_FILE = "eval_results.json"
 class Stage:
     name: str
     command: str
-    jobs: list[list[str]]          # per job: its own overrides (the sweep point)
-    common: list[str]              # overrides shared by every job (settings + stage overrides)
-    outputs: list[str] = field(default_factory=list)   # model names (train, merge) or evaluated models
+    jobs: list[list[str]]  # per job: its own overrides (the sweep point)
+    common: list[str]  # overrides shared by every job (settings + stage overrides)
+    outputs: list[str] = field(
+        default_factory=list
+    )  # model names (train, merge) or evaluated models
 
     def sweep_args(self) -> list[str]:
         """The multirun's command-line: `key=v1,v2` for every key that varies, plus the common ones."""
@@ -52,8 +54,14 @@ def _grid(sweep: DictConfig | None) -> list[list[str]]:
     if not sweep:
         return [[]]
     keys = list(sweep.keys())
-    values = [[_value(v) for v in (sweep[k] if isinstance(sweep[k], ListConfig) else [sweep[k]])] for k in keys]
-    return [[f"{k}={v}" for k, v in zip(keys, point)] for point in itertools.product(*values)]
+    values = [
+        [_value(v) for v in (sweep[k] if isinstance(sweep[k], ListConfig) else [sweep[k]])]
+        for k in keys
+    ]
+    return [
+        [f"{k}={v}" for k, v in zip(keys, point, strict=False)]
+        for point in itertools.product(*values)
+    ]
 
 
 def output_name(command: str, overrides: list[str]) -> str:
@@ -61,7 +69,9 @@ def output_name(command: str, overrides: list[str]) -> str:
     try:
         cfg = compose(config_name=command, overrides=overrides)
     except Exception as err:  # Hydra's errors for a wrong key or option in the study file
-        raise MixmergeError(f"study: `{command} {' '.join(overrides)}` does not compose ({str(err).splitlines()[0]})") from err
+        raise MixmergeError(
+            f"study: `{command} {' '.join(overrides)}` does not compose ({str(err).splitlines()[0]})"
+        ) from err
     return str(cfg.output_name)
 
 
@@ -72,14 +82,18 @@ def plan_study(study: DictConfig) -> list[Stage]:
     for name, spec in study.stages.items():
         command = spec.command
         if command not in COMMANDS:
-            raise MixmergeError(f"study.stages.{name}.command={command}: expected one of {', '.join(COMMANDS)}")
+            raise MixmergeError(
+                f"study.stages.{name}.command={command}: expected one of {', '.join(COMMANDS)}"
+            )
         settings = list(study.settings.get(command) or [])
         common = [*settings, *list(spec.get("overrides") or [])]
         if command == "evaluate":
             models: list[str] = []
             for source in spec.models_from:
                 if source not in produced:
-                    raise MixmergeError(f"study.stages.{name}.models_from: no earlier stage named '{source}'")
+                    raise MixmergeError(
+                        f"study.stages.{name}.models_from: no earlier stage named '{source}'"
+                    )
                 models += produced[source]
             models += list(spec.get("models") or [])
             jobs = [[f"model_ref={m}"] for m in models]

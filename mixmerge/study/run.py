@@ -19,7 +19,11 @@ JOB_LINE = re.compile(r"#(\d+) : ")  # Hydra's multirun launcher announces each 
 
 def _fmt(seconds: float) -> str:
     seconds = int(max(0, seconds))
-    return f"{seconds // 3600}h{seconds // 60 % 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
+    return (
+        f"{seconds // 3600}h{seconds // 60 % 60:02d}m"
+        if seconds >= 3600
+        else f"{seconds // 60}m{seconds % 60:02d}s"
+    )
 
 
 class Clock:
@@ -40,19 +44,28 @@ class Clock:
 
 def stage_command(stage: Stage, sweep_dir: Path) -> list[str]:
     return [
-        sys.executable, "-m", f"mixmerge.{stage.command}", "-m", *stage.sweep_args(),
-        "skip_existing=true", f"hydra.sweep.dir={sweep_dir}",
+        sys.executable,
+        "-m",
+        f"mixmerge.{stage.command}",
+        "-m",
+        *stage.sweep_args(),
+        "skip_existing=true",
+        f"hydra.sweep.dir={sweep_dir}",
     ]
 
 
-def run_stage(stage: Stage, sweep_dir: Path, log_file: Path, todo: int, clock: Clock, remaining_after: float) -> None:
+def run_stage(
+    stage: Stage, sweep_dir: Path, log_file: Path, todo: int, clock: Clock, remaining_after: float
+) -> None:
     """Run one stage's multirun, echoing per-job progress and an estimate of the time left."""
     cmd = stage_command(stage, sweep_dir)
     start = time.time()
     with log_file.open("w", encoding="utf-8") as log:
         log.write("$ " + " ".join(cmd) + "\n")
         log.flush()
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+        proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+        )
         assert proc.stdout is not None
         for line in proc.stdout:
             log.write(line)
@@ -62,12 +75,19 @@ def run_stage(stage: Stage, sweep_dir: Path, log_file: Path, todo: int, clock: C
                 elapsed = time.time() - start
                 per_job = elapsed / k if k else clock.per_job(stage.command)
                 left = per_job * (len(stage.jobs) - k) + remaining_after
-                print(f"    job {k + 1}/{len(stage.jobs)}: {line.split(' : ', 1)[1].strip()}  "
-                      f"[{_fmt(elapsed)} elapsed, ~{_fmt(left)} left in the study]", flush=True)
+                print(
+                    f"    job {k + 1}/{len(stage.jobs)}: {line.split(' : ', 1)[1].strip()}  "
+                    f"[{_fmt(elapsed)} elapsed, ~{_fmt(left)} left in the study]",
+                    flush=True,
+                )
         code = proc.wait()
     clock.record(stage.command, time.time() - start, todo)
     if code != 0:
-        tail = [line for line in log_file.read_text(encoding="utf-8").splitlines() if "mixmerge: error:" in line]
+        tail = [
+            line
+            for line in log_file.read_text(encoding="utf-8").splitlines()
+            if "mixmerge: error:" in line
+        ]
         why = tail[-1] if tail else f"exit code {code}"
         raise MixmergeError(f"study stage '{stage.name}' failed ({why}); full log: {log_file}")
 
@@ -90,19 +110,30 @@ def run_study(cfg: DictConfig) -> dict[str, Any]:
         pending = todo(stage)
         later = sum(len(s.jobs) * clock.per_job(s.command) for s in stages[index:] if todo(s))
         if pending == 0:
-            print(f"[{index}/{len(stages)}] {stage.name}: all {len(stage.jobs)} outputs complete, skipped")
+            print(
+                f"[{index}/{len(stages)}] {stage.name}: all {len(stage.jobs)} outputs complete, skipped"
+            )
             summary["stages"][stage.name] = {"jobs": len(stage.jobs), "ran": 0}
             continue
         estimate = pending * clock.per_job(stage.command)
-        print(f"[{index}/{len(stages)}] {stage.name}: {stage.command} × {len(stage.jobs)} jobs "
-              f"({len(stage.jobs) - pending} already complete); estimated {_fmt(estimate)}, "
-              f"~{_fmt(estimate + later)} left in the study", flush=True)
+        print(
+            f"[{index}/{len(stages)}] {stage.name}: {stage.command} × {len(stage.jobs)} jobs "
+            f"({len(stage.jobs) - pending} already complete); estimated {_fmt(estimate)}, "
+            f"~{_fmt(estimate + later)} left in the study",
+            flush=True,
+        )
         sweep_dir = Path(cfg.paths.root_dir) / "multirun" / "study" / str(study.name) / stage.name
-        run_stage(stage, sweep_dir, run_dir / f"stage-{index:02d}-{stage.name}.log", pending, clock, later)
+        run_stage(
+            stage, sweep_dir, run_dir / f"stage-{index:02d}-{stage.name}.log", pending, clock, later
+        )
         missing = [out for out in stage.outputs if not is_complete(stage, out, models_dir)]
         if missing:
-            raise MixmergeError(f"study stage '{stage.name}' finished without outputs for {', '.join(missing)}")
+            raise MixmergeError(
+                f"study stage '{stage.name}' finished without outputs for {', '.join(missing)}"
+            )
         summary["stages"][stage.name] = {"jobs": len(stage.jobs), "ran": pending}
     summary["seconds"] = round(time.time() - study_start, 1)
-    print(f"Study {study.name} complete in {_fmt(summary['seconds'])}. Next: python -m mixmerge.report")
+    print(
+        f"Study {study.name} complete in {_fmt(summary['seconds'])}. Next: python -m mixmerge.report"
+    )
     return summary

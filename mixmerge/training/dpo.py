@@ -8,7 +8,12 @@ import torch
 
 from mixmerge.data.datamodule import pad
 from mixmerge.data.formatting import IGNORE_INDEX
-from mixmerge.training.losses import check_preference_params, implicit_rewards, preference_loss, sequence_logps
+from mixmerge.training.losses import (
+    check_preference_params,
+    implicit_rewards,
+    preference_loss,
+    sequence_logps,
+)
 from mixmerge.training.module import CausalLMModule
 
 
@@ -39,7 +44,9 @@ class PreferenceCollator:
         return batch
 
 
-def concatenated_logps(model: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+def concatenated_logps(
+    model: Any, batch: dict[str, torch.Tensor]
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Log-probs of the chosen and the rejected responses from a single forward pass."""
     logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
     logps = sequence_logps(logits, batch["labels"])
@@ -52,7 +59,14 @@ class DPOModule(CausalLMModule):
     the reference model is never in memory during training) or, with LoRA, the policy itself with
     its adapters disabled."""
 
-    def __init__(self, *args: Any, beta: float = 0.1, loss_type: str = "sigmoid", label_smoothing: float = 0.0, **kwargs: Any):
+    def __init__(
+        self,
+        *args: Any,
+        beta: float = 0.1,
+        loss_type: str = "sigmoid",
+        label_smoothing: float = 0.0,
+        **kwargs: Any,
+    ):
         super().__init__(*args, **kwargs)
         check_preference_params(beta, loss_type, label_smoothing)
         self.beta = beta
@@ -70,7 +84,15 @@ class DPOModule(CausalLMModule):
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         chosen, rejected = concatenated_logps(self.model, batch)
         ref_chosen, ref_rejected = self.reference_logps(batch)
-        losses = preference_loss(chosen, rejected, ref_chosen, ref_rejected, self.beta, self.loss_type, self.label_smoothing)
+        losses = preference_loss(
+            chosen,
+            rejected,
+            ref_chosen,
+            ref_rejected,
+            self.beta,
+            self.loss_type,
+            self.label_smoothing,
+        )
         loss = losses.mean()
         r_chosen = implicit_rewards(chosen, ref_chosen, self.beta)
         r_rejected = implicit_rewards(rejected, ref_rejected, self.beta)

@@ -9,7 +9,14 @@ from mixmerge.io import atomic_dir
 from mixmerge.provenance import write_provenance
 
 
-def export_model(model: Any, tokenizer: Any, dest: str | Path, provenance: dict[str, Any], merge_lora: bool = True, overwrite: bool = False) -> Path:
+def export_model(
+    model: Any,
+    tokenizer: Any,
+    dest: str | Path,
+    provenance: dict[str, Any],
+    merge_lora: bool = True,
+    overwrite: bool = False,
+) -> Path:
     """Write `model` + `tokenizer` + `mixmerge.json` to `dest`; nothing appears there unless it all succeeds."""
     dest = Path(dest)
     if hasattr(model, "merge_and_unload") and merge_lora:

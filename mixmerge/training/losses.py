@@ -25,9 +25,13 @@ def check_preference_params(beta: float, loss_type: str, label_smoothing: float)
     if not isinstance(beta, (int, float)) or beta <= 0:
         raise MixmergeError(f"objective.beta={beta}: expected a number > 0")
     if loss_type not in LOSS_TYPES:
-        raise MixmergeError(f"objective.loss_type={loss_type}: expected one of {', '.join(LOSS_TYPES)}")
+        raise MixmergeError(
+            f"objective.loss_type={loss_type}: expected one of {', '.join(LOSS_TYPES)}"
+        )
     if not 0 <= label_smoothing < 0.5:
-        raise MixmergeError(f"objective.label_smoothing={label_smoothing}: expected a number in [0, 0.5)")
+        raise MixmergeError(
+            f"objective.label_smoothing={label_smoothing}: expected a number in [0, 0.5)"
+        )
 
 
 def preference_loss(
@@ -46,18 +50,24 @@ def preference_loss(
     if loss_type == "sigmoid":
         return -(1 - eps) * F.logsigmoid(beta * logits) - eps * F.logsigmoid(-beta * logits)
     if loss_type == "robust":
-        return (-(1 - eps) * F.logsigmoid(beta * logits) + eps * F.logsigmoid(-beta * logits)) / (1 - 2 * eps)
+        return (-(1 - eps) * F.logsigmoid(beta * logits) + eps * F.logsigmoid(-beta * logits)) / (
+            1 - 2 * eps
+        )
     if loss_type == "hinge":
         return torch.relu(1 - beta * logits)
     return (logits - 1 / (2 * beta)) ** 2  # ipo
 
 
-def implicit_rewards(policy_logps: torch.Tensor, ref_logps: torch.Tensor, beta: float) -> torch.Tensor:
+def implicit_rewards(
+    policy_logps: torch.Tensor, ref_logps: torch.Tensor, beta: float
+) -> torch.Tensor:
     """β · (log π − log π_ref): the reward DPO implicitly assigns to a response."""
     return beta * (policy_logps - ref_logps).detach()
 
 
-def sequence_logps(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = -100) -> torch.Tensor:
+def sequence_logps(
+    logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = -100
+) -> torch.Tensor:
     """Sum of the log-probabilities of the labelled (response) tokens of each sequence.
 
     `labels` are aligned with `input_ids` (as for Hugging Face's LM loss): position t's logits

@@ -28,7 +28,11 @@ def fingerprint_model(path: str | Path) -> str:
     """sha256 over a model folder's config and weight files (contents, not timestamps)."""
     folder = Path(path)
     digest = hashlib.sha256()
-    files = sorted(p for p in folder.iterdir() if p.name == "config.json" or p.suffix in (".safetensors", ".bin"))
+    files = sorted(
+        p
+        for p in folder.iterdir()
+        if p.name == "config.json" or p.suffix in (".safetensors", ".bin")
+    )
     for file in files:
         digest.update(file.name.encode())
         with file.open("rb") as handle:
@@ -74,7 +78,9 @@ def reference_logps(
     model = load_causal_lm(model_path, trust_remote_code=trust_remote_code).eval()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device)
-    loader = DataLoader(examples, batch_size=batch_size, shuffle=False, collate_fn=PreferenceCollator(pad_token_id))
+    loader = DataLoader(
+        examples, batch_size=batch_size, shuffle=False, collate_fn=PreferenceCollator(pad_token_id)
+    )
     chosen, rejected = [], []
     with torch.inference_mode(), autocast_for(precision):
         for batch in tqdm(loader, desc="Reference log-probs"):

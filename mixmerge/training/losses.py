@@ -75,8 +75,12 @@ def sequence_logps(
     """
     logits = logits[:, :-1, :]
     labels = labels[:, 1:]
-    mask = labels != ignore_index
-    safe = labels.masked_fill(~mask, 0)
-    # log_softmax then gather, in fp32 for a stable sum over long responses
-    token_logps = torch.gather(logits.float().log_softmax(-1), 2, safe.unsqueeze(-1)).squeeze(-1)
-    return (token_logps * mask).sum(-1)
+    # cross_entropy fuses log-softmax and gather (no [batch, T, vocab] log-prob tensor is kept);
+    # fp32 for a stable sum over long responses. Ignored positions contribute exactly 0.
+    token_nll = F.cross_entropy(
+        logits.float().reshape(-1, logits.shape[-1]),
+        labels.reshape(-1),
+        ignore_index=ignore_index,
+        reduction="none",
+    )
+    return -token_nll.view(labels.shape).sum(-1)

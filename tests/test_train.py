@@ -27,6 +27,7 @@ def test_sft_lowers_loss_and_writes_a_loadable_model(train_cfg):
     metrics = train(cfg)
     assert metrics["steps"] == 40
     assert metrics["loss_last"] < metrics["loss_first"] * 0.8
+    assert metrics["probe_loss_after"] < metrics["probe_loss_before"] * 0.8
 
     out = Path(cfg.paths.models_dir) / cfg.output_name
     assert out.name == "tiny-random-sft-mix15-en_fr_es"

@@ -81,7 +81,10 @@ class DPOModule(CausalLMModule):
         with torch.no_grad(), self.model.disable_adapter():
             return concatenated_logps(self.model, batch)
 
-    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+    def compute_loss(
+        self, batch: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The mean preference loss of a batch, with the implicit-reward metrics."""
         chosen, rejected = concatenated_logps(self.model, batch)
         ref_chosen, ref_rejected = self.reference_logps(batch)
         losses = preference_loss(
@@ -93,19 +96,18 @@ class DPOModule(CausalLMModule):
             self.loss_type,
             self.label_smoothing,
         )
-        loss = losses.mean()
         r_chosen = implicit_rewards(chosen, ref_chosen, self.beta)
         r_rejected = implicit_rewards(rejected, ref_rejected, self.beta)
-        n = chosen.shape[0]
+        return losses.mean(), {
+            "train/rewards_chosen": r_chosen.mean(),
+            "train/rewards_rejected": r_rejected.mean(),
+            "train/reward_accuracy": (r_chosen > r_rejected).float().mean(),
+            "train/reward_margin": (r_chosen - r_rejected).mean(),
+        }
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss, metrics = self.compute_loss(batch)
+        n = batch["input_ids"].shape[0] // 2
         self.record_loss(loss, n)
-        self.log_dict(
-            {
-                "train/rewards_chosen": r_chosen.mean(),
-                "train/rewards_rejected": r_rejected.mean(),
-                "train/reward_accuracy": (r_chosen > r_rejected).float().mean(),
-                "train/reward_margin": (r_chosen - r_rejected).mean(),
-            },
-            on_step=True,
-            batch_size=n,
-        )
+        self.log_dict(metrics, on_step=True, batch_size=n)
         return loss

@@ -28,6 +28,7 @@ from mixmerge.training.convert import load_module_state, read_checkpoint
 from mixmerge.training.dpo import PreferenceCollator
 from mixmerge.training.export import export_model
 from mixmerge.training.losses import check_preference_params
+from mixmerge.training.probe import LossProbe
 from mixmerge.training.reference import reference_logps
 from mixmerge.training.resumable import ResumableDataModule
 from mixmerge.training.strategies import (
@@ -176,8 +177,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     resolved = resolved_config(cfg)
     module.run_record = {"config": resolved, "model_path": model_path, "mixture": manifest, "reference": reference}
     loggers = instantiate_dict(cfg.get("logger"))
+    probe = LossProbe(batches=int(cfg.get("probe_batches", 4)))
     trainer: L.Trainer = instantiate(
-        cfg.trainer, logger=loggers or False, callbacks=build_callbacks(cfg, bool(loggers)), strategy=strategy
+        cfg.trainer, logger=loggers or False, callbacks=[*build_callbacks(cfg, bool(loggers)), probe], strategy=strategy
     )
     check_multirun_launch(trainer, cfg.strategy.name)
     for logger in loggers:
@@ -200,7 +202,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if final is not None and trainer.is_global_zero:
         module = load_module_state(build_module(cfg, model_path), read_checkpoint(final))
         model = module.model
-    metrics = {**module.summary_metrics(), **{k: float(v) for k, v in trainer.callback_metrics.items()}}
+    metrics = {**module.summary_metrics(), **probe.metrics(), **{k: float(v) for k, v in trainer.callback_metrics.items()}}
     if trainer.is_global_zero:
         export_model(
             model,
@@ -214,4 +216,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         print(f"Mixture manifest written to {manifest_path}")
         if "loss_first" in metrics:
             print(f"Training loss: {metrics['loss_first']:.4f} (first steps) -> {metrics['loss_last']:.4f} (last steps)")
+        if "probe_loss_before" in metrics:
+            print(
+                f"Loss on {probe.batches} fixed training batches: {metrics['probe_loss_before']:.4f} before -> "
+                f"{metrics['probe_loss_after']:.4f} after training"
+            )
     return metrics

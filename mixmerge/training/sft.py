@@ -8,7 +8,13 @@ from mixmerge.training.module import CausalLMModule
 
 
 class SFTModule(CausalLMModule):
+    def compute_loss(
+        self, batch: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The mean token loss of a batch (and no extra metrics)."""
+        return self.model(**batch).loss, {}
+
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        out = self.model(**batch)
-        self.record_loss(out.loss, batch["input_ids"].shape[0])
-        return out.loss
+        loss, _ = self.compute_loss(batch)
+        self.record_loss(loss, batch["input_ids"].shape[0])
+        return loss

@@ -181,7 +181,8 @@ def test_init_from_must_be_a_causal_lm(train_cfg, tmp_path):
     folder.mkdir(parents=True)
     (folder / "config.json").write_text(json.dumps({"model_type": "vit"}))
     with pytest.raises(
-        MixmergeError, match="model.init_from=.*encoder: model_type 'vit' is not a causal language model"
+        MixmergeError,
+        match="model.init_from=.*encoder: model_type 'vit' is not a causal language model",
     ):
         train(train_cfg("objective=dpo", "model.init_from=encoder"))
 

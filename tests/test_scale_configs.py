@@ -69,12 +69,13 @@ def test_offload_runs_adamw_as_deepspeed_cpu_adam_with_the_same_hyperparameters(
     strategy = build_strategy(cfg)
     factory = optimizer_for_strategy(instantiate(cfg.objective.optimizer), strategy)
     assert factory.func is cpu_adam
+    opt = cfg.objective.optimizer
     assert factory.keywords == {
         "adamw_mode": True,
-        "lr": 5e-5,
-        "weight_decay": 0.0,
-        "betas": (0.9, 0.95),
-        "eps": 1e-8,
+        "lr": opt.lr,
+        "weight_decay": opt.weight_decay,
+        "betas": tuple(opt.betas),
+        "eps": 1e-8,  # torch's default: the config does not set it
         "amsgrad": False,
     }
     # Unset hyper-parameters keep torch's defaults (AdamW's weight decay is 0.01, CPU Adam's 0).

@@ -162,10 +162,11 @@ def test_two_nodes_under_torchrun(tmp_path, ddp_weights):
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
+            start_new_session=True,  # a process group per node, for `finish` to kill on a hang
         )
         for rank in (0, 1)
     ]
-    outputs = [node.communicate(timeout=600)[0] for node in nodes]
+    outputs = [finish(node, timeout=600)[0] for node in nodes]
     assert [node.returncode for node in nodes] == [0, 0], outputs[0][-3000:] + outputs[1][-3000:]
     # Only global rank 0 exports; 2 ranks on 2 nodes train exactly as 2 ranks on one.
     assert "Model written to" in outputs[0] and "Model written to" not in outputs[1]
@@ -183,6 +184,16 @@ def start(cwd: Path, *args: str) -> subprocess.Popen:
         text=True,
         start_new_session=True,
     )
+
+
+def finish(proc: subprocess.Popen, timeout: float) -> tuple[str, str]:
+    """The run's output once it exits; a run still going after `timeout` is killed (all ranks)."""
+    try:
+        return proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise AssertionError(f"the run did not exit within {timeout} s") from None
 
 
 def wait_for_checkpoint(proc: subprocess.Popen, folder: Path, timeout: float = 400) -> Path:
@@ -234,7 +245,7 @@ def test_sigterm_under_zero3_saves_every_shard_and_exits(tmp_path, cache_dir, to
         proc.send_signal(signal.SIGTERM)
     else:
         os.killpg(proc.pid, signal.SIGTERM)
-    stdout, stderr = proc.communicate(timeout=300)
+    stdout, stderr = finish(proc, timeout=300)
     assert proc.returncode == 143, stderr[-4000:]
     saved = newest_checkpoint(tmp_path / "run/checkpoints")
     assert int(saved.name[5:12]) >= int(first.name[5:12])

@@ -264,7 +264,12 @@ def test_sigterm_saves_a_checkpoint_exits_cleanly_and_resumes(tmp_path, cache_di
     proc = start_training(tmp_path, *args)
     wait_for_checkpoint(proc, tmp_path / "run/checkpoints")
     proc.send_signal(signal.SIGTERM)
-    stdout, stderr = proc.communicate(timeout=120)
+    try:
+        stdout, stderr = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise AssertionError("the run did not exit after SIGTERM") from None
     assert proc.returncode == 143, stderr[-3000:]
     assert "Traceback" not in stderr
     saved = newest_checkpoint(tmp_path / "run/checkpoints")

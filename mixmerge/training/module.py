@@ -68,7 +68,10 @@ class CausalLMModule(L.LightningModule):
         scheduler = self.scheduler_factory(
             optimizer=optimizer, num_training_steps=int(self.trainer.estimated_stepping_batches)
         )
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }
 
     def record_loss(self, loss: torch.Tensor, batch_size: int) -> None:
         self.log("train/loss", loss, prog_bar=True, on_step=True, batch_size=batch_size)

@@ -45,14 +45,22 @@ OBJECTIVES = ("sft", "dpo")
 
 def instantiate_dict(nodes: DictConfig | None) -> list[Any]:
     """Instantiate every `_target_` node of a dict-shaped group (callbacks, loggers)."""
-    return [instantiate(node) for node in (nodes or {}).values() if isinstance(node, DictConfig) and "_target_" in node]
+    return [
+        instantiate(node)
+        for node in (nodes or {}).values()
+        if isinstance(node, DictConfig) and "_target_" in node
+    ]
 
 
 def build_callbacks(cfg: DictConfig, has_logger: bool) -> list[Any]:
     """The configured callbacks; a learning-rate monitor needs a logger, so it is dropped with logger=none."""
     from lightning.pytorch.callbacks import LearningRateMonitor
 
-    return [c for c in instantiate_dict(cfg.get("callbacks")) if has_logger or not isinstance(c, LearningRateMonitor)]
+    return [
+        c
+        for c in instantiate_dict(cfg.get("callbacks"))
+        if has_logger or not isinstance(c, LearningRateMonitor)
+    ]
 
 
 def build_strategy(cfg: DictConfig) -> Any:
@@ -80,13 +88,19 @@ def build_module(cfg: DictConfig, model_path: str, strategy: Any = None) -> L.Li
     )
 
 
-def attach_reference(cfg: DictConfig, examples: Any, model_path: str, pad_token_id: int) -> tuple[Any, dict[str, Any]]:
+def attach_reference(
+    cfg: DictConfig, examples: Any, model_path: str, pad_token_id: int
+) -> tuple[Any, dict[str, Any]]:
     """Add precomputed reference log-probs to every pair, or note that LoRA's disabled adapters serve."""
     if cfg.peft.get("config"):
         return examples, {"kind": "policy_with_adapters_disabled", "model": model_path}
     ref_path = model_path
     if cfg.objective.get("reference"):
-        ref_path = str(resolve_model_ref(str(cfg.objective.reference), cfg.paths.models_dir, key="objective.reference"))
+        ref_path = str(
+            resolve_model_ref(
+                str(cfg.objective.reference), cfg.paths.models_dir, key="objective.reference"
+            )
+        )
     chosen, rejected, info = reference_logps(
         ref_path,
         examples,
@@ -97,29 +111,44 @@ def attach_reference(cfg: DictConfig, examples: Any, model_path: str, pad_token_
         batch_size=cfg.data.batch_size,
         trust_remote_code=cfg.model.trust_remote_code,
     )
-    examples = examples.add_column("ref_chosen_logps", chosen.tolist()).add_column("ref_rejected_logps", rejected.tolist())
+    examples = examples.add_column("ref_chosen_logps", chosen.tolist()).add_column(
+        "ref_rejected_logps", rejected.tolist()
+    )
     return examples, {"kind": "precomputed", **info}
 
 
 def check_config(cfg: DictConfig) -> None:
     """Checks Hydra cannot do itself, before anything expensive happens."""
     if cfg.objective.name not in OBJECTIVES:
-        raise MixmergeError(f"objective={cfg.objective.name}: expected one of {', '.join(OBJECTIVES)}")
+        raise MixmergeError(
+            f"objective={cfg.objective.name}: expected one of {', '.join(OBJECTIVES)}"
+        )
     if not isinstance(cfg.data.max_length, int) or cfg.data.max_length < 8:
         raise MixmergeError(f"data.max_length={cfg.data.max_length}: expected an integer >= 8")
     if not isinstance(cfg.data.batch_size, int) or cfg.data.batch_size < 1:
         raise MixmergeError(f"data.batch_size={cfg.data.batch_size}: expected a positive integer")
     if cfg.objective.name == "dpo":
-        check_preference_params(cfg.objective.beta, cfg.objective.loss_type, cfg.objective.label_smoothing)
+        check_preference_params(
+            cfg.objective.beta, cfg.objective.loss_type, cfg.objective.label_smoothing
+        )
         if cfg.data.packing:
-            raise MixmergeError("data.packing=true: packing applies to SFT only (DPO keeps each pair whole)")
+            raise MixmergeError(
+                "data.packing=true: packing applies to SFT only (DPO keeps each pair whole)"
+            )
     if cfg.model.get("init_from"):
-        start = resolve_model_ref(str(cfg.model.init_from), cfg.paths.models_dir, key="model.init_from")
+        start = resolve_model_ref(
+            str(cfg.model.init_from), cfg.paths.models_dir, key="model.init_from"
+        )
         check_causal_lm(start, key="model.init_from")
 
 
 def train_provenance(
-    cfg: DictConfig, model_path: str, manifest: dict[str, Any], reference: Any, metrics: dict[str, Any], run_dir: str | Path
+    cfg: DictConfig,
+    model_path: str,
+    manifest: dict[str, Any],
+    reference: Any,
+    metrics: dict[str, Any],
+    run_dir: str | Path,
 ) -> dict[str, Any]:
     """The provenance of a trained model (also written by `mixmerge.convert` for a checkpoint)."""
     return {
@@ -142,7 +171,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     run_dir = Path(cfg.paths.output_dir)
     models_dir = Path(cfg.paths.models_dir)
     out_dir = models_dir / cfg.output_name
-    existing = finished_output(out_dir, cfg.output_name, cfg.overwrite, cfg.get("skip_existing", False))
+    existing = finished_output(
+        out_dir, cfg.output_name, cfg.overwrite, cfg.get("skip_existing", False)
+    )
     if existing is not None:
         print(f"Model {out_dir} is already finished; skipping (skip_existing=true)")
         return existing.get("metrics", {})
@@ -154,7 +185,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     tokenizer = load_tokenizer(model_path, cfg.model.trust_remote_code)
     examples, dropped = encode_records(mixture.records, tokenizer, objective, cfg.data.max_length)
     if len(examples) == 0:
-        raise MixmergeError(f"data.max_length={cfg.data.max_length}: every prompt is longer than this")
+        raise MixmergeError(
+            f"data.max_length={cfg.data.max_length}: every prompt is longer than this"
+        )
     reference = None
     if objective == "dpo":
         examples, reference = attach_reference(cfg, examples, model_path, tokenizer.pad_token_id)
@@ -163,11 +196,22 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         if cfg.data.packing:
             examples = pack(examples, cfg.data.max_length)
         collator = SFTCollator(tokenizer.pad_token_id)
-    manifest = {**mixture.manifest, "dropped_too_long": dropped, "training_rows": len(examples), "packing": cfg.data.packing}
+    manifest = {
+        **mixture.manifest,
+        "dropped_too_long": dropped,
+        "training_rows": len(examples),
+        "packing": cfg.data.packing,
+    }
     manifest_path = write_json_atomic(run_dir / "mixture.json", manifest)
-    log.info("Mixture: %d examples, realised safety fraction %.4f", mixture.manifest["total"], manifest["realised_safety_fraction"])
+    log.info(
+        "Mixture: %d examples, realised safety fraction %.4f",
+        mixture.manifest["total"],
+        manifest["realised_safety_fraction"],
+    )
 
-    datamodule = ResumableDataModule(examples, collator, cfg.data.batch_size, cfg.seed, cfg.data.num_workers)
+    datamodule = ResumableDataModule(
+        examples, collator, cfg.data.batch_size, cfg.seed, cfg.data.num_workers
+    )
     strategy = build_strategy(cfg)
     module = build_module(cfg, model_path, strategy)
     if not is_deepspeed(strategy):
@@ -175,11 +219,19 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         # send their trained weights back into it. (ZeRO-3 must build it inside its sharding context.)
         module.configure_model()
     resolved = resolved_config(cfg)
-    module.run_record = {"config": resolved, "model_path": model_path, "mixture": manifest, "reference": reference}
+    module.run_record = {
+        "config": resolved,
+        "model_path": model_path,
+        "mixture": manifest,
+        "reference": reference,
+    }
     loggers = instantiate_dict(cfg.get("logger"))
     probe = LossProbe(batches=int(cfg.get("probe_batches", 4)))
     trainer: L.Trainer = instantiate(
-        cfg.trainer, logger=loggers or False, callbacks=[*build_callbacks(cfg, bool(loggers)), probe], strategy=strategy
+        cfg.trainer,
+        logger=loggers or False,
+        callbacks=[*build_callbacks(cfg, bool(loggers)), probe],
+        strategy=strategy,
     )
     check_multirun_launch(trainer, cfg.strategy.name)
     for logger in loggers:
@@ -189,7 +241,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if resume_from is not None:
         log.info("Resuming from %s", resume_from)
     try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume_from) if resume_from else None)
+        trainer.fit(
+            module, datamodule=datamodule, ckpt_path=str(resume_from) if resume_from else None
+        )
     except SIGTERMException:
         close_process_group()
         raise preempted(trainer, run_dir) from None
@@ -202,7 +256,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if final is not None and trainer.is_global_zero:
         module = load_module_state(build_module(cfg, model_path), read_checkpoint(final))
         model = module.model
-    metrics = {**module.summary_metrics(), **probe.metrics(), **{k: float(v) for k, v in trainer.callback_metrics.items()}}
+    metrics = {
+        **module.summary_metrics(),
+        **probe.metrics(),
+        **{k: float(v) for k, v in trainer.callback_metrics.items()},
+    }
     if trainer.is_global_zero:
         export_model(
             model,
@@ -215,7 +273,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         print(f"Model written to {out_dir}")
         print(f"Mixture manifest written to {manifest_path}")
         if "loss_first" in metrics:
-            print(f"Training loss: {metrics['loss_first']:.4f} (first steps) -> {metrics['loss_last']:.4f} (last steps)")
+            print(
+                f"Training loss: {metrics['loss_first']:.4f} (first steps) -> {metrics['loss_last']:.4f} (last steps)"
+            )
         if "probe_loss_before" in metrics:
             print(
                 f"Loss on {probe.batches} fixed training batches: {metrics['probe_loss_before']:.4f} before -> "

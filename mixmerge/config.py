@@ -75,3 +75,22 @@ def compose_entry(config_name: str, overrides: list[str]) -> DictConfig:
         return compose(config_name=config_name, overrides=overrides)
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return compose(config_name=config_name, overrides=overrides)
+
+
+def compose_config(config_name: str, overrides: list[str], root: Path) -> DictConfig:
+    """Compose a primary config as its entry point would, outside a Hydra app, with every output
+    path under `root` (tests, the benchmark)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name=config_name, overrides=overrides, return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)  # `paths` interpolates `${hydra:runtime...}`
+    with open_dict(cfg):
+        cfg.paths.root_dir = str(root)
+        cfg.paths.output_dir = str(root / "run")
+        cfg.paths.models_dir = str(root / "models")
+    return cfg

@@ -46,7 +46,7 @@ def run_mixmerge(spec: dict[str, Any]) -> dict[str, Any]:
     """`merge(cfg)` on the composed `merge` config; returns the time inside the function and the YAML."""
     from omegaconf import OmegaConf
 
-    from mixmerge.bench.config import compose_config
+    from mixmerge.config import compose_config
     from mixmerge.merging.pipeline import MERGEKIT_CONFIG_FILE, merge
 
     work = Path(spec["work_dir"])

@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mixmerge.bench.config import compose_config
 from mixmerge.bench.timing import throughput
+from mixmerge.config import compose_config
 
 
 def train_overrides(spec: dict[str, Any], objective: str, timer_file: Path) -> list[str]:

@@ -12,8 +12,8 @@ from omegaconf import OmegaConf
 from safetensors.torch import load_file, save_file
 
 from mixmerge.errors import MixmergeError
-from mixmerge.evaluation.fingerprints import model_fingerprint
 from mixmerge.evaluation.generation import Decoding, cached_generations, generate_responses
+from mixmerge.fingerprints import model_fingerprint
 from mixmerge.modeling import ensure_tiny_random
 from tests.conftest import CONF
 

@@ -51,11 +51,11 @@ def _load_rows(src: DictConfig, key: str) -> tuple[list[str] | None, list[tuple[
                             f"{path}:{number}: not valid JSON ({err.msg})"
                         ) from None
         return None, rows  # each row is checked with its file:line instead
-    table = _load_table(src, key)
+    table = load_table(src, key)
     return table.column_names, [(f"{src.path}[row {i}]", row) for i, row in enumerate(table)]
 
 
-def _load_table(src: DictConfig, key: str) -> datasets.Dataset:
+def load_table(src: DictConfig, key: str) -> datasets.Dataset:
     """A local JSON/JSONL/Parquet/CSV file, a `save_to_disk` folder, or a hub dataset id."""
     ref = str(src.path)
     path = Path(ref).expanduser()
@@ -90,7 +90,8 @@ def _load_table(src: DictConfig, key: str) -> datasets.Dataset:
         ) from err
 
 
-def _plain(node: Any) -> dict[str, Any]:
+def as_dict(node: Any) -> dict[str, Any]:
+    """A config mapping (or None) as a plain dict, interpolations resolved."""
     return (
         OmegaConf.to_container(node, resolve=True)
         if OmegaConf.is_config(node)
@@ -114,8 +115,8 @@ def _map_columns(
 ) -> list[dict[str, Any]]:
     column_names, table = loaded
     columns = {field: field for field in (*required, "task", "category", "id")}
-    columns.update(_plain(src.get("columns")))
-    language_names = _plain(src.get("language_names"))
+    columns.update(as_dict(src.get("columns")))
+    language_names = as_dict(src.get("language_names"))
     fixed_language = src.get("language")
     for field in required:
         if field == "language" and fixed_language:

@@ -17,7 +17,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from mixmerge.data.records import bundled_file, read_jsonl, validate_record
-from mixmerge.data.sources import _load_table, _plain  # the training data's loaders
+from mixmerge.data.sources import as_dict, load_table  # the training data's loaders
 from mixmerge.errors import MixmergeError
 
 REQUIRED = {"redteam": ("prompt", "language"), "general": ("prompt", "language", "reference")}
@@ -36,10 +36,10 @@ def _with_prompt_context(record: dict[str, Any]) -> dict[str, Any]:
 def _from_table(
     kind: str, src: DictConfig, key: str, languages: Sequence[str]
 ) -> list[dict[str, Any]]:
-    table = _load_table(src, key)
+    table = load_table(src, key)
     columns = {f: f for f in (*REQUIRED[kind], *OPTIONAL[kind])}
-    columns.update(_plain(src.get("columns")))
-    names = _plain(src.get("language_names"))
+    columns.update(as_dict(src.get("columns")))
+    names = as_dict(src.get("language_names"))
     fixed = src.get("language")
     for f in REQUIRED[kind]:
         if f == "language" and fixed:

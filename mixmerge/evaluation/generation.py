@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from mixmerge.data.formatting import prompt_text
 from mixmerge.errors import MixmergeError
-from mixmerge.evaluation.fingerprints import model_fingerprint, sha256_json
+from mixmerge.fingerprints import model_fingerprint, sha256_json
 from mixmerge.modeling import load_causal_lm, load_tokenizer
 
 log = logging.getLogger(__name__)

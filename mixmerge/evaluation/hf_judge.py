@@ -7,9 +7,9 @@ from typing import Any
 import torch
 
 from mixmerge.data.formatting import prompt_text
-from mixmerge.evaluation.fingerprints import model_fingerprint
 from mixmerge.evaluation.generation import device
 from mixmerge.evaluation.llm_judge import ChatJudge
+from mixmerge.fingerprints import model_fingerprint
 from mixmerge.modeling import load_causal_lm, load_tokenizer, resolve_model_ref
 
 

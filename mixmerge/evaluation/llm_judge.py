@@ -10,9 +10,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from mixmerge.evaluation.fingerprints import sha256_json
 from mixmerge.evaluation.judges import combine_orders
 from mixmerge.evaluation.prompts import harm_messages, pair_messages, parse_harm, parse_pair
+from mixmerge.fingerprints import sha256_json
 from mixmerge.io import write_json_atomic
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,6 @@ from mixmerge import LANGUAGES
 from mixmerge.config import resolved_config
 from mixmerge.errors import MixmergeError
 from mixmerge.evaluation.evalsets import load_eval_set
-from mixmerge.evaluation.fingerprints import RESULTS_FILE
 from mixmerge.evaluation.generation import (
     Decoding,
     Generations,
@@ -28,6 +27,7 @@ from mixmerge.evaluation.judges import check_judge, judge_all, judge_stats
 from mixmerge.evaluation.lineage import ModelRef, resolve_baseline, resolve_ref
 from mixmerge.evaluation.metrics import summarize
 from mixmerge.evaluation.reporting import format_table, log_results
+from mixmerge.fingerprints import RESULTS_FILE
 from mixmerge.io import write_json_atomic
 
 log = logging.getLogger(__name__)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from mixmerge.errors import MixmergeError
-from mixmerge.evaluation.fingerprints import RESULTS_FILE
+from mixmerge.fingerprints import RESULTS_FILE
 from mixmerge.provenance import PROVENANCE_FILE
 from mixmerge.reporting.lineage import Description, describe
 

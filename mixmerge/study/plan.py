@@ -17,10 +17,10 @@ from hydra import compose
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from mixmerge.errors import MixmergeError
+from mixmerge.fingerprints import RESULTS_FILE
 from mixmerge.provenance import PROVENANCE_FILE
 
 COMMANDS = ("train", "merge", "evaluate")
-EVAL_RESULTS_FILE = "eval_results.json"
 
 
 @dataclass
@@ -109,7 +109,7 @@ def plan_study(study: DictConfig) -> list[Stage]:
 
 def is_complete(stage: Stage, output: str, models_dir: Path) -> bool:
     folder = models_dir / output
-    marker = EVAL_RESULTS_FILE if stage.command == "evaluate" else PROVENANCE_FILE
+    marker = RESULTS_FILE if stage.command == "evaluate" else PROVENANCE_FILE
     return (folder / marker).is_file()
 
 

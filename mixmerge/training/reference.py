@@ -1,6 +1,6 @@
 """Reference log-probabilities, computed once per (reference model, data) and cached on disk.
 
-The cache key is a fingerprint of the reference model's files and of the tokenised pairs, so a
+The cache key is a content fingerprint of the reference model's files (mixmerge.fingerprints) and of the tokenised pairs, so a
 rerun reuses it and any change to either invalidates it. The reference model is loaded only for
 this pass and freed before training starts.
 """
@@ -18,27 +18,11 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from mixmerge.fingerprints import model_fingerprint
 from mixmerge.modeling import load_causal_lm
 from mixmerge.training.dpo import PreferenceCollator, concatenated_logps
 
 log = logging.getLogger(__name__)
-
-
-def fingerprint_model(path: str | Path) -> str:
-    """sha256 over a model folder's config and weight files (contents, not timestamps)."""
-    folder = Path(path)
-    digest = hashlib.sha256()
-    files = sorted(
-        p
-        for p in folder.iterdir()
-        if p.name == "config.json" or p.suffix in (".safetensors", ".bin")
-    )
-    for file in files:
-        digest.update(file.name.encode())
-        with file.open("rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 24), b""):
-                digest.update(chunk)
-    return digest.hexdigest()[:16]
 
 
 def fingerprint_pairs(examples: Any, max_length: int) -> str:
@@ -67,7 +51,9 @@ def reference_logps(
     trust_remote_code: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
     """(chosen, rejected) reference log-probs for every pair, from the cache when possible."""
-    key = f"{fingerprint_model(model_path)}-{fingerprint_pairs(examples, max_length)}-{str(precision).split('-')[0]}"
+    # Per-file digests are remembered under cache_dir, so an 8B reference is hashed once.
+    model_fp = model_fingerprint(model_path, cache_dir)[:16]
+    key = f"{model_fp}-{fingerprint_pairs(examples, max_length)}-{str(precision).split('-')[0]}"
     cache_file = Path(cache_dir) / f"{key}.pt"
     info = {"cache_file": str(cache_file), "model": str(model_path), "key": key}
     if cache_file.is_file():

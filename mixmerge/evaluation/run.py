@@ -3,6 +3,8 @@ eval_results.json beside the model and in the run directory (+ a per-language ta
 
 from __future__ import annotations
 
+import json
+
 import datetime as _dt
 import logging
 from pathlib import Path
@@ -98,6 +100,10 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         raise MixmergeError(
             f"model_ref={cfg.model_ref}: {model.path} is not a local folder (results are written beside the model)"
         )
+    finished = Path(model.path) / RESULTS_FILE
+    if cfg.get("skip_existing") and finished.is_file():
+        print(f"{finished} already exists; skipping (skip_existing=true)")
+        return json.loads(finished.read_text(encoding="utf-8"))
     baseline = resolve_baseline(cfg.baseline, model, cfg)
     judge = build_judge(cfg.judge)
     check_judge(judge, languages)

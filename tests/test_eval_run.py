@@ -260,6 +260,8 @@ def test_every_evaluate_option_composes_and_instantiates(tmp_path, cache_dir, gr
 
 def test_skip_existing_returns_the_finished_results_without_generating(tmp_path, cache_dir):
     first = evaluate(eval_cfg(tmp_path, "model_ref=base", "languages=en"))
-    cfg = eval_cfg(tmp_path, "model_ref=base", "languages=en", "skip_existing=true", "judge=openai_compatible")
+    cfg = eval_cfg(
+        tmp_path, "model_ref=base", "languages=en", "skip_existing=true", "judge=openai_compatible"
+    )
     # The judge is never built: an unconfigured endpoint would otherwise fail its pre-flight check.
     assert evaluate(cfg) == json.loads(json.dumps(first, default=str))

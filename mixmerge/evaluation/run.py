@@ -3,9 +3,8 @@ eval_results.json beside the model and in the run directory (+ a per-language ta
 
 from __future__ import annotations
 
-import json
-
 import datetime as _dt
+import json
 import logging
 from pathlib import Path
 from typing import Any

@@ -8,12 +8,8 @@ import torch
 
 from mixmerge.data.datamodule import pad
 from mixmerge.data.formatting import IGNORE_INDEX
-from mixmerge.training.losses import (
-    check_preference_params,
-    implicit_rewards,
-    preference_loss,
-    sequence_logps,
-)
+from mixmerge.training.logprobs import sequence_logps
+from mixmerge.training.losses import check_preference_params, implicit_rewards, preference_loss
 from mixmerge.training.module import CausalLMModule
 
 
@@ -48,8 +44,7 @@ def concatenated_logps(
     model: Any, batch: dict[str, torch.Tensor]
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Log-probs of the chosen and the rejected responses from a single forward pass."""
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-    logps = sequence_logps(logits, batch["labels"])
+    logps = sequence_logps(model, batch)
     half = logps.shape[0] // 2
     return logps[:half], logps[half:]
 

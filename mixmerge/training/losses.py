@@ -63,24 +63,3 @@ def implicit_rewards(
 ) -> torch.Tensor:
     """β · (log π − log π_ref): the reward DPO implicitly assigns to a response."""
     return beta * (policy_logps - ref_logps).detach()
-
-
-def sequence_logps(
-    logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = -100
-) -> torch.Tensor:
-    """Sum of the log-probabilities of the labelled (response) tokens of each sequence.
-
-    `labels` are aligned with `input_ids` (as for Hugging Face's LM loss): position t's logits
-    predict token t+1.
-    """
-    logits = logits[:, :-1, :]
-    labels = labels[:, 1:]
-    # cross_entropy fuses log-softmax and gather (no [batch, T, vocab] log-prob tensor is kept);
-    # fp32 for a stable sum over long responses. Ignored positions contribute exactly 0.
-    token_nll = F.cross_entropy(
-        logits.float().reshape(-1, logits.shape[-1]),
-        labels.reshape(-1),
-        ignore_index=ignore_index,
-        reduction="none",
-    )
-    return -token_nll.view(labels.shape).sum(-1)

@@ -89,9 +89,13 @@ def build_module(cfg: DictConfig, model_path: str, strategy: Any = None) -> L.Li
 
 
 def attach_reference(
-    cfg: DictConfig, examples: Any, model_path: str, pad_token_id: int
+    cfg: DictConfig, examples: Any, model_path: str, pad_token_id: int, policy: Any = None
 ) -> tuple[Any, dict[str, Any]]:
-    """Add precomputed reference log-probs to every pair, or note that LoRA's disabled adapters serve."""
+    """Add precomputed reference log-probs to every pair, or note that LoRA's disabled adapters serve.
+
+    `policy`: the model about to be trained, still holding `model_path`'s weights (None when it is
+    not built yet, as under ZeRO-3); it scores the pairs when it is also the reference.
+    """
     if cfg.peft.get("config"):
         return examples, {"kind": "policy_with_adapters_disabled", "model": model_path}
     ref_path = model_path
@@ -108,8 +112,10 @@ def attach_reference(
         cache_dir=Path(cfg.paths.cache_dir) / "reference_logps",
         max_length=cfg.data.max_length,
         precision=str(cfg.trainer.precision),
-        batch_size=cfg.data.batch_size,
+        # no activations are kept for a backward pass: twice the training batch fits
+        batch_size=2 * cfg.data.batch_size,
         trust_remote_code=cfg.model.trust_remote_code,
+        loaded=policy if ref_path == model_path else None,
     )
     examples = examples.add_column("ref_chosen_logps", chosen.tolist()).add_column(
         "ref_rejected_logps", rejected.tolist()
@@ -131,10 +137,6 @@ def check_config(cfg: DictConfig) -> None:
         check_preference_params(
             cfg.objective.beta, cfg.objective.loss_type, cfg.objective.label_smoothing
         )
-        if cfg.data.packing:
-            raise MixmergeError(
-                "data.packing=true: packing applies to SFT only (DPO keeps each pair whole)"
-            )
     if cfg.model.get("init_from"):
         start = resolve_model_ref(
             str(cfg.model.init_from), cfg.paths.models_dir, key="model.init_from"
@@ -189,18 +191,28 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             f"data.max_length={cfg.data.max_length}: every prompt is longer than this"
         )
     reference = None
+    strategy = build_strategy(cfg)
+    module = build_module(cfg, model_path, strategy)
+    if not is_deepspeed(strategy):
+        # Built here, not first inside fit, so that ddp_spawn's workers start from this module and
+        # send their trained weights back into it. (ZeRO-3 must build it inside its sharding context.)
+        module.configure_model()
+    # Packing applies to SFT; DPO keeps each pair whole (its batches are grouped by length instead).
+    packing = objective == "sft" and bool(cfg.data.packing)
     if objective == "dpo":
-        examples, reference = attach_reference(cfg, examples, model_path, tokenizer.pad_token_id)
+        examples, reference = attach_reference(
+            cfg, examples, model_path, tokenizer.pad_token_id, policy=module.model
+        )
         collator: Any = PreferenceCollator(tokenizer.pad_token_id)
     else:
-        if cfg.data.packing:
+        if packing:
             examples = pack(examples, cfg.data.max_length)
         collator = SFTCollator(tokenizer.pad_token_id)
     manifest = {
         **mixture.manifest,
         "dropped_too_long": dropped,
         "training_rows": len(examples),
-        "packing": cfg.data.packing,
+        "packing": packing,
     }
     manifest_path = write_json_atomic(run_dir / "mixture.json", manifest)
     log.info(
@@ -210,14 +222,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     )
 
     datamodule = ResumableDataModule(
-        examples, collator, cfg.data.batch_size, cfg.seed, cfg.data.num_workers
+        examples,
+        collator,
+        cfg.data.batch_size,
+        cfg.seed,
+        cfg.data.num_workers,
+        group_by_length=not packing and bool(cfg.data.group_by_length),
     )
-    strategy = build_strategy(cfg)
-    module = build_module(cfg, model_path, strategy)
-    if not is_deepspeed(strategy):
-        # Built here, not first inside fit, so that ddp_spawn's workers start from this module and
-        # send their trained weights back into it. (ZeRO-3 must build it inside its sharding context.)
-        module.configure_model()
     resolved = resolved_config(cfg)
     module.run_record = {
         "config": resolved,

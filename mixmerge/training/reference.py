@@ -1,8 +1,10 @@
 """Reference log-probabilities, computed once per (reference model, data) and cached on disk.
 
-The cache key is a content fingerprint of the reference model's files (mixmerge.fingerprints) and of the tokenised pairs, so a
-rerun reuses it and any change to either invalidates it. The reference model is loaded only for
-this pass and freed before training starts.
+The cache key is a content fingerprint of the reference model's files (mixmerge.fingerprints) and
+of the tokenised pairs, so a rerun reuses it and any change to either invalidates it. When the
+reference is the model training starts from (the default), the pass runs on the policy's own,
+still untrained weights, so no second copy is ever loaded; another reference model is loaded only
+for this pass and freed before training starts. Pairs are scored in length order (little padding).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import contextlib
 import gc
 import hashlib
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +21,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from mixmerge.data.datamodule import row_lengths
 from mixmerge.fingerprints import model_fingerprint
 from mixmerge.modeling import load_causal_lm
 from mixmerge.training.dpo import PreferenceCollator, concatenated_logps
@@ -40,6 +44,13 @@ def autocast_for(precision: str) -> contextlib.AbstractContextManager:
     return contextlib.nullcontext()
 
 
+def scoring_device() -> torch.device:
+    """This process's GPU (LOCAL_RANK under a multi-process launcher), else the CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    return torch.device("cpu")
+
+
 def reference_logps(
     model_path: str,
     examples: Any,
@@ -49,8 +60,13 @@ def reference_logps(
     precision: str,
     batch_size: int = 8,
     trust_remote_code: bool = False,
+    loaded: Any = None,
 ) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
-    """(chosen, rejected) reference log-probs for every pair, from the cache when possible."""
+    """(chosen, rejected) reference log-probs for every pair, from the cache when possible.
+
+    `loaded`: the model at `model_path`, already in memory (the policy before training); it is
+    used as it is instead of loading another copy.
+    """
     # Per-file digests are remembered under cache_dir, so an 8B reference is hashed once.
     model_fp = model_fingerprint(model_path, cache_dir)[:16]
     key = f"{model_fp}-{fingerprint_pairs(examples, max_length)}-{str(precision).split('-')[0]}"
@@ -61,23 +77,42 @@ def reference_logps(
         log.info("Reference log-probs reused from %s", cache_file)
         return cached["chosen"], cached["rejected"], {**info, "reused": True}
 
-    model = load_causal_lm(model_path, trust_remote_code=trust_remote_code).eval()
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model.to(device)
-    loader = DataLoader(
-        examples, batch_size=batch_size, shuffle=False, collate_fn=PreferenceCollator(pad_token_id)
+    model = (
+        loaded
+        if loaded is not None
+        else load_causal_lm(model_path, trust_remote_code=trust_remote_code)
     )
-    chosen, rejected = [], []
-    with torch.inference_mode(), autocast_for(precision):
+    was_training = model.training
+    model.eval()
+    device = scoring_device()
+    model.to(device)  # (the policy stays there: it is this process's training device too)
+    # Longest pairs first, so each batch is padded to about its own length.
+    order = sorted(range(len(examples)), key=row_lengths(examples).__getitem__, reverse=True)
+    loader = DataLoader(
+        [examples[i] for i in order],
+        batch_size=batch_size,
+        shuffle=False,
+        collate_fn=PreferenceCollator(pad_token_id),
+    )
+    chosen = torch.empty(len(order))
+    rejected = torch.empty(len(order))
+    index = torch.tensor(order)
+    done = 0
+    # no_grad, not inference_mode: tensors a model caches here (rotary tables) must stay usable
+    # when the same model trains next.
+    with torch.no_grad(), autocast_for(precision):
         for batch in tqdm(loader, desc="Reference log-probs"):
             c, r = concatenated_logps(model, {k: v.to(device) for k, v in batch.items()})
-            chosen.append(c.float().cpu())
-            rejected.append(r.float().cpu())
-    del model
-    gc.collect()
-    result = {"chosen": torch.cat(chosen), "rejected": torch.cat(rejected)}
+            rows = index[done : done + len(c)]
+            chosen[rows], rejected[rows] = c.float().cpu(), r.float().cpu()
+            done += len(c)
+    model.train(was_training)
+    if loaded is None:
+        del model
+        gc.collect()
+    result = {"chosen": chosen, "rejected": rejected}
     cache_file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache_file.with_suffix(".tmp")
+    tmp = cache_file.with_suffix(f".{os.getpid()}.tmp")  # ranks of a multi-process run race here
     torch.save(result, tmp)
     tmp.replace(cache_file)
-    return result["chosen"], result["rejected"], {**info, "reused": False}
+    return chosen, rejected, {**info, "reused": False}

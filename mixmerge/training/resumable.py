@@ -12,9 +12,47 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import torch
 from torch.utils.data import DataLoader, DistributedSampler
+from transformers.trainer_pt_utils import get_length_grouped_indices
 
-from mixmerge.data.datamodule import MixtureDataModule
+from mixmerge.data.datamodule import MixtureDataModule, row_lengths
+
+
+class LengthGroupedSampler(DistributedSampler):
+    """A DistributedSampler whose batches hold rows of similar length, so little of each batch is
+    padding (DPO pairs; SFT when not packed).
+
+    Rows are shuffled, sorted by length within mega-batches of 50 global batches (transformers'
+    `get_length_grouped_indices`), cut into global batches (`batch_size` × replicas), and the
+    batches are shuffled again (the one holding the longest row stays first, so a too-large batch
+    fails at once). Each replica takes its share of every global batch. The order is a function of
+    (seed, epoch), as DistributedSampler's is, so a resumed run sees the same batches.
+    """
+
+    def __init__(self, dataset: Any, lengths: list[int], batch_size: int, **kwargs: Any):
+        super().__init__(dataset, shuffle=True, drop_last=False, **kwargs)
+        self.lengths = lengths
+        self.batch_size = batch_size
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        world = self.batch_size * self.num_replicas
+        order = get_length_grouped_indices(self.lengths, world, 50, generator)
+        batches = [order[i : i + world] for i in range(0, len(order), world)]
+        # Mega-batches are whole multiples of `world`: only the last batch can be short, and it
+        # must stay last, or every later batch would straddle two groups.
+        last = [batches.pop()] if len(batches) > 1 and len(batches[-1]) < world else []
+        middle = [batches[k + 1] for k in torch.randperm(len(batches) - 1, generator=generator)]
+        order = [i for b in [batches[0], *middle, *last] for i in b]
+        while len(order) < self.total_size:  # every replica gets the same number of rows
+            order += order[: self.total_size - len(order)]
+        mine: list[int] = []
+        for start in range(0, self.total_size, world):
+            chunk = order[start : start + world]
+            share = len(chunk) // self.num_replicas
+            mine += chunk[self.rank * share : (self.rank + 1) * share]
+        return iter(mine)
 
 
 class ResumableDataLoader(DataLoader):
@@ -53,19 +91,27 @@ class ResumableDataModule(MixtureDataModule):
     """MixtureDataModule whose train loader shuffles by (seed, epoch) and resumes mid-epoch.
 
     The sampler is a DistributedSampler for every world size (one replica on a single device),
-    so single- and multi-process runs share one code path and Lightning leaves it in place.
+    so single- and multi-process runs share one code path and Lightning leaves it in place;
+    with `group_by_length` it is the length-grouped one.
     """
+
+    def __init__(self, *args: Any, group_by_length: bool = False, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.group_by_length = group_by_length
 
     def train_dataloader(self) -> DataLoader:
         trainer = self.trainer
-        sampler = DistributedSampler(
-            self.examples,
-            num_replicas=trainer.world_size if trainer else 1,
-            rank=trainer.global_rank if trainer else 0,
-            shuffle=True,
-            seed=self.seed,
-            drop_last=False,
-        )
+        replicas = {
+            "num_replicas": trainer.world_size if trainer else 1,
+            "rank": trainer.global_rank if trainer else 0,
+            "seed": self.seed,
+        }
+        if self.group_by_length:
+            sampler: DistributedSampler = LengthGroupedSampler(
+                self.examples, row_lengths(self.examples), self.batch_size, **replicas
+            )
+        else:
+            sampler = DistributedSampler(self.examples, shuffle=True, drop_last=False, **replicas)
         return ResumableDataLoader(
             self.examples,
             batch_size=self.batch_size,

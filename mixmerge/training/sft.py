@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from mixmerge.training.logprobs import mean_token_nll
 from mixmerge.training.module import CausalLMModule
 
 
@@ -11,8 +12,9 @@ class SFTModule(CausalLMModule):
     def compute_loss(
         self, batch: dict[str, torch.Tensor]
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """The mean token loss of a batch (and no extra metrics)."""
-        return self.model(**batch).loss, {}
+        """The mean token loss of a batch (and no extra metrics), as Hugging Face's LM loss defines
+        it, computed without the full-vocabulary logits (mixmerge.training.logprobs)."""
+        return mean_token_nll(self.model, batch), {}
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss, _ = self.compute_loss(batch)

@@ -71,3 +71,51 @@ def test_missing_init_from_model(train_cfg, tmp_path):
     cfg = train_cfg("model.init_from=" + str(tmp_path / "nope"))
     with pytest.raises(MixmergeError, match=r"model.init_from=.*nope: no such model"):
         train(cfg)
+
+
+class GradNorm(__import__("lightning").Callback):
+    """Records the gradient norm the optimizer stepped with (after Lightning's clipping)."""
+
+    def __init__(self) -> None:
+        self.norms: list[float] = []
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+        grads = [p.grad for p in module.parameters() if p.grad is not None]
+        self.norms.append(float(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads]))))
+
+
+@pytest.mark.parametrize("precision", ["bf16-mixed", "16-mixed"])
+def test_gradients_are_clipped_with_the_fused_optimizer(cache_dir, precision):
+    """Lightning refuses to clip for fused optimizers under mixed precision; mixmerge unscales
+    (fp16, with a real GradScaler) and clips, and the step sees gradients of at most the clip norm."""
+    import lightning as L
+    from lightning.pytorch.plugins.precision import MixedPrecision
+    from omegaconf import OmegaConf
+
+    from mixmerge.data.datamodule import SFTCollator, encode_records
+    from mixmerge.modeling import ensure_tiny_random, load_tokenizer
+    from mixmerge.training.resumable import ResumableDataModule
+    from mixmerge.training.sft import SFTModule
+
+    arch = OmegaConf.load(Path(__file__).parents[1] / "conf/model/tiny_random.yaml").architecture
+    path = ensure_tiny_random(cache_dir / "clip-tiny", arch, seed=0)
+    tokenizer = load_tokenizer(str(path))
+    records = [{"prompt": f"Q{i}?", "chosen": "An answer. " * (i + 1)} for i in range(8)]
+    examples, _ = encode_records(records, tokenizer, "sft", max_length=256)
+    data = ResumableDataModule(examples, SFTCollator(tokenizer.pad_token_id), 4, seed=0)
+    module = SFTModule(str(path), optimizer=lambda params: torch.optim.AdamW(params, fused=True))
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**8) if precision == "16-mixed" else None
+    norms = GradNorm()
+    trainer = L.Trainer(
+        accelerator="cpu",
+        plugins=[MixedPrecision(precision, "cpu", scaler=scaler)],
+        gradient_clip_val=0.05,
+        max_steps=2,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        callbacks=[norms],
+    )
+    trainer.fit(module, datamodule=data)
+    assert len(norms.norms) == 2
+    assert all(0 < n <= 0.05 * 1.001 for n in norms.norms), norms.norms

@@ -73,6 +73,36 @@ class CausalLMModule(L.LightningModule):
             "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
         }
 
+    def configure_gradient_clipping(
+        self,
+        optimizer: torch.optim.Optimizer,
+        gradient_clip_val: float | None = None,
+        gradient_clip_algorithm: str | None = None,
+    ) -> None:
+        """Clip as configured, also with a fused optimizer under mixed precision.
+
+        Lightning's MixedPrecision refuses to clip for optimizers that unscale fp16 gradients inside
+        their own step (fused AdamW), since it would clip scaled gradients. Unscaling first (torch's
+        GradScaler then tells the fused step that the gradients are already unscaled) makes it safe;
+        with bf16 there is no scaler and nothing to unscale. Other plugins (DeepSpeed) keep their own
+        clipping.
+        """
+        from lightning.pytorch.plugins.precision import MixedPrecision, Precision
+        from lightning.pytorch.utilities import GradClipAlgorithmType
+
+        plugin = self.trainer.precision_plugin
+        if not isinstance(plugin, MixedPrecision):
+            super().configure_gradient_clipping(
+                optimizer, gradient_clip_val, gradient_clip_algorithm
+            )
+            return
+        if not gradient_clip_val:
+            return
+        if plugin.scaler is not None:
+            plugin.scaler.unscale_(optimizer)
+        algorithm = GradClipAlgorithmType(gradient_clip_algorithm or "norm")
+        Precision.clip_gradients(plugin, optimizer, gradient_clip_val, algorithm)
+
     def record_loss(self, loss: torch.Tensor, batch_size: int) -> None:
         self.log("train/loss", loss, prog_bar=True, on_step=True, batch_size=batch_size)
         self.loss_history.append(float(loss.detach()))

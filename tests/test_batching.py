@@ -41,7 +41,7 @@ def test_best_fit_packing_keeps_every_example_once_and_fills_rows():
     pieces = []
     for r in rows:
         starts = [i for i, p in enumerate(r["position_ids"]) if p == 0] + [len(r["input_ids"])]
-        pieces += [tuple(r["input_ids"][a:b]) for a, b in zip(starts, starts[1:])]
+        pieces += [tuple(r["input_ids"][a:b]) for a, b in zip(starts, starts[1:], strict=False)]
     assert sorted(pieces) == sorted(tuple(x) for x in examples["input_ids"])
     # No two examples over half a row share one: that many rows at least, or the tokens' worth.
     lower_bound = max(sum(n > 128 for n in lengths), -(-sum(lengths) // 256))
@@ -63,7 +63,7 @@ def test_packed_rows_give_each_example_its_own_loss(cache_dir):
     expected = []
     for r in rows:
         starts = [i for i, p in enumerate(r["position_ids"]) if p == 0] + [len(r["input_ids"])]
-        for a, b in zip(starts, starts[1:]):
+        for a, b in zip(starts, starts[1:], strict=False):
             expected.append(alone[tuple(r["input_ids"][a:b])])
     assert torch.allclose(packed, torch.cat(expected), atol=1e-5)
 
@@ -98,6 +98,30 @@ def test_length_grouped_batches_cover_every_row_with_less_padding():
     flat0, flat1 = [i for b in r0 for i in b], [i for b in r1 for i in b]
     assert len(flat0) == len(flat1) == 102
     assert set(flat0) | set(flat1) == set(data)
+
+
+def test_packed_preference_batches_score_each_sequence_as_alone(cache_dir):
+    from mixmerge.training.dpo import PreferenceCollator, concatenated_logps
+    from mixmerge.training.logprobs import sequence_count
+
+    path = ensure_tiny_random(cache_dir / "dpo-pack-tiny", ARCH, seed=0)
+    tokenizer = load_tokenizer(str(path))
+    model = load_causal_lm(str(path)).eval()
+    pairs = [
+        {"prompt": "Q" * (5 + 7 * i), "chosen": "yes " * (2 + i), "rejected": "no" * (9 - i)}
+        for i in range(5)
+    ]
+    examples, _ = encode_records(pairs, tokenizer, "dpo", max_length=512)
+    padded = PreferenceCollator(tokenizer.pad_token_id)(list(examples))
+    packed = PreferenceCollator(tokenizer.pad_token_id, pack_length=200)(list(examples))
+    assert sequence_count(padded) == sequence_count(packed) == 10
+    assert packed["input_ids"].shape[0] < 10 and packed["input_ids"].shape[1] <= 200
+    # every real token is counted once, and nothing else
+    assert int(packed["attention_mask"].sum()) == int(padded["attention_mask"].sum())
+    for got, want in zip(
+        concatenated_logps(model, packed), concatenated_logps(model, padded), strict=True
+    ):
+        assert torch.allclose(got, want, atol=1e-4)
 
 
 def test_row_lengths_of_pairs_count_the_longer_side():
@@ -145,6 +169,6 @@ def test_manifest_says_how_rows_were_batched(train_cfg, objective):
     )
     train(cfg)
     manifest = json.loads((Path(cfg.paths.output_dir) / "mixture.json").read_text())
-    assert manifest["packing"] is (objective == "sft")
+    assert manifest["packing"] is True
     if objective == "sft":
         assert manifest["training_rows"] < manifest["total"]  # several examples per row

@@ -27,12 +27,14 @@ class StepLog:
         }
 
     def batch(self, batch: dict[str, Any]) -> None:
-        """Count a batch's tokens: attention-mask ones are real tokens, the mask's size the padded ones."""
+        """Count a batch's tokens (attention-mask ones are real tokens, the mask's size the padded
+        ones) and its sequences (rows, or the sequences packed into them)."""
         ids = batch["input_ids"]
         mask = batch.get("attention_mask")
         self.data["tokens"].append(int(mask.sum()) if mask is not None else int(ids.numel()))
         self.data["padded_tokens"].append(int(ids.numel()))
-        self.data["rows"].append(int(ids.shape[0]))
+        index = batch.get("sequence_index")
+        self.data["rows"].append(int(index.max()) + 1 if index is not None else int(ids.shape[0]))
 
     def step_end(self) -> None:
         self.data["step_ends"].append(time.perf_counter())

@@ -34,17 +34,13 @@ def encode_records(
     return kept, len(encoded) - len(kept)
 
 
-def pack(examples: datasets.Dataset, max_length: int) -> list[dict[str, list[int]]]:
-    """Pack whole SFT examples into rows of at most `max_length` tokens (best-fit decreasing).
+def best_fit_rows(lengths: Sequence[int], capacity: int) -> list[list[int]]:
+    """Group items into rows of at most `capacity` tokens, best-fit decreasing: each item, longest
+    first, goes into the fullest row it still fits. Returns each row's item indices.
 
-    Each row carries `position_ids` restarting at every example; the model is then called without
-    an attention mask, and transformers derives a block-diagonal causal mask from the restarts
-    (SDPA, eager and flash attention alike), so an example never attends to its row-mates and its
-    loss is the one it would have alone. Best-fit decreasing fills rows to ~99% on typical length
-    mixes, where packing in data order (next-fit) leaves a quarter of each row empty.
+    It fills rows to ~99% on typical length mixes where packing in data order (next-fit) leaves a
+    quarter of each row empty; items over half a row can never share one.
     """
-    ids, labels = examples["input_ids"], examples["labels"]
-    lengths = [len(x) for x in ids]
     members: list[list[int]] = []
     free: list[tuple[int, int]] = []  # (room left, row), sorted: the tightest row that fits
     for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
@@ -53,18 +49,41 @@ def pack(examples: datasets.Dataset, max_length: int) -> list[dict[str, list[int
             room, row = free.pop(k)
             members[row].append(i)
         else:
-            room, row = max_length, len(members)
+            room, row = capacity, len(members)
             members.append([i])
         if room - lengths[i] > 0:
             bisect.insort(free, (room - lengths[i], row))
-    return [
-        {
-            "input_ids": [t for i in row for t in ids[i]],
-            "labels": [t for i in row for t in labels[i]],
-            "position_ids": [p for i in row for p in range(lengths[i])],
-        }
-        for row in members
+    return members
+
+
+def packed_row(
+    ids: Sequence[Sequence[int]], labels: Sequence[Sequence[int]], items: list[int]
+) -> dict[str, list[int]]:
+    """One packed row: the items' tokens end to end, `position_ids` restarting at each item, and
+    `sequence_index` naming the item each token belongs to.
+
+    The model is then called without an attention mask, and transformers derives a block-diagonal
+    causal mask from the restarts (SDPA, eager and flash attention alike), so an item never attends
+    to its row-mates and its log-probs are the ones it would have alone.
+    """
+    return {
+        "input_ids": [t for i in items for t in ids[i]],
+        "labels": [t for i in items for t in labels[i]],
+        "position_ids": [p for i in items for p in range(len(ids[i]))],
+        "sequence_index": [i for i in items for _ in ids[i]],
+    }
+
+
+def pack(examples: datasets.Dataset, max_length: int) -> list[dict[str, list[int]]]:
+    """Pack whole SFT examples into rows of at most `max_length` tokens (see `best_fit_rows` and
+    `packed_row`); the examples' indices are not needed after packing and are dropped."""
+    ids, labels = list(examples["input_ids"]), list(examples["labels"])
+    rows = [
+        packed_row(ids, labels, items) for items in best_fit_rows([len(x) for x in ids], max_length)
     ]
+    for row in rows:
+        del row["sequence_index"]
+    return rows
 
 
 def row_lengths(examples: datasets.Dataset | list[dict[str, list[int]]]) -> list[int]:

@@ -6,22 +6,27 @@ from typing import Any
 
 import torch
 
-from mixmerge.data.datamodule import pad
+from mixmerge.data.datamodule import best_fit_rows, packed_row, pad
 from mixmerge.data.formatting import IGNORE_INDEX
-from mixmerge.training.logprobs import sequence_logps
+from mixmerge.training.logprobs import sequence_count, sequence_logps
 from mixmerge.training.losses import check_preference_params, implicit_rewards, preference_loss
 from mixmerge.training.module import CausalLMModule
 
 
 class PreferenceCollator:
-    """Stacks the chosen sequences, then the rejected ones: [2B, T], so one forward pass sees both.
+    """The chosen sequences, then the rejected ones, as one batch of 2B sequences, so one forward
+    pass sees both; sequence i < B is pair i's chosen response, B + i its rejected one.
 
+    With `pack_length` the 2B sequences are packed into rows of at most that many tokens
+    (best-fit decreasing, block-diagonal attention; `sequence_index` says which sequence each
+    token is), so almost no compute goes to padding; without it each sequence is a padded row.
     Prompt positions carry label -100, so log-probabilities cover response tokens only.
     Precomputed reference log-probs, when present, ride along as `ref_chosen_logps`/`ref_rejected_logps`.
     """
 
-    def __init__(self, pad_token_id: int):
+    def __init__(self, pad_token_id: int, pack_length: int | None = None):
         self.pad_token_id = pad_token_id
+        self.pack_length = pack_length
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         seqs, labels = [], []
@@ -29,11 +34,26 @@ class PreferenceCollator:
             for f in features:
                 seqs.append(f["prompt_ids"] + f[side])
                 labels.append([IGNORE_INDEX] * len(f["prompt_ids"]) + f[side])
-        batch = {
-            "input_ids": pad(seqs, self.pad_token_id),
-            "labels": pad(labels, IGNORE_INDEX),
-            "attention_mask": pad([[1] * len(s) for s in seqs], 0),
-        }
+        if self.pack_length:
+            rows = [
+                packed_row(seqs, labels, items)
+                for items in best_fit_rows([len(s) for s in seqs], self.pack_length)
+            ]
+            index = pad([r["sequence_index"] for r in rows], -1)
+            batch = {
+                "input_ids": pad([r["input_ids"] for r in rows], self.pad_token_id),
+                "labels": pad([r["labels"] for r in rows], IGNORE_INDEX),
+                "position_ids": pad([r["position_ids"] for r in rows], 0),
+                "sequence_index": index,
+                # the real tokens (what a throughput count wants); packed rows run without a mask
+                "attention_mask": (index >= 0).long(),
+            }
+        else:
+            batch = {
+                "input_ids": pad(seqs, self.pad_token_id),
+                "labels": pad(labels, IGNORE_INDEX),
+                "attention_mask": pad([[1] * len(s) for s in seqs], 0),
+            }
         if "ref_chosen_logps" in features[0]:
             batch["ref_chosen_logps"] = torch.tensor([f["ref_chosen_logps"] for f in features])
             batch["ref_rejected_logps"] = torch.tensor([f["ref_rejected_logps"] for f in features])
@@ -102,7 +122,7 @@ class DPOModule(CausalLMModule):
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss, metrics = self.compute_loss(batch)
-        n = batch["input_ids"].shape[0] // 2
+        n = sequence_count(batch) // 2
         self.record_loss(loss, n)
         self.log_dict(metrics, on_step=True, batch_size=n)
         return loss

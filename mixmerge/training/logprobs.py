@@ -115,14 +115,23 @@ def _compute_dtype(tensor: torch.Tensor) -> torch.dtype:
     return tensor.dtype
 
 
+def sequence_count(batch: dict[str, torch.Tensor]) -> int:
+    """How many sequences a batch holds: its rows, or the sequences packed into them."""
+    if "sequence_index" in batch:
+        return int(batch["sequence_index"].max()) + 1
+    return int(batch["input_ids"].shape[0])
+
+
 def labelled_token_logps(
     model: Any, batch: dict[str, torch.Tensor], chunk_logits: int = CHUNK_LOGITS
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Log-probs of every labelled token (label ≠ -100) and the row each belongs to.
+    """Log-probs of every labelled token (label ≠ -100) and the sequence each belongs to (its row,
+    or, in packed rows, its `sequence_index`).
 
     `labels` are aligned with `input_ids` (Hugging Face's convention): position t predicts token t+1.
-    Rows packed from several examples carry `position_ids` restarting at each example and no
-    `attention_mask`, so attention stays within each example (transformers' packed-sequence mask).
+    Rows packed from several sequences carry `position_ids` restarting at each sequence and are run
+    without `attention_mask`, so attention stays within each sequence (transformers' packed-sequence
+    mask).
     """
     inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "position_ids") if k in batch}
     if "position_ids" in inputs:
@@ -131,26 +140,29 @@ def labelled_token_logps(
     inputs["use_cache"] = False
     labels = batch["labels"][:, 1:]
     select = labels != IGNORE_INDEX
-    rows = select.nonzero()[:, 0]
+    if "sequence_index" in batch:
+        owner = batch["sequence_index"][:, 1:][select]
+    else:
+        owner = select.nonzero()[:, 0]
     targets = labels[select]
     head = fused_head(model)
     if head is None:
         logits = model(**inputs).logits[:, :-1][select]
-        return -F.cross_entropy(logits.float(), targets, reduction="none"), rows
+        return -F.cross_entropy(logits.float(), targets, reduction="none"), owner
     hidden = head.decoder(**inputs).last_hidden_state[:, :-1][select]
     dtype = _compute_dtype(hidden)
     weight = head.weight.to(dtype)
     chunk = max(16, chunk_logits // weight.shape[0])
     with torch.autocast(hidden.device.type, enabled=False):
         logps = _LinearTokenLogProbs.apply(hidden.to(dtype), weight, targets, head.scale, chunk)
-    return logps, rows
+    return logps, owner
 
 
 def sequence_logps(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Sum of the labelled tokens' log-probs of each row: [rows] (fp32)."""
-    logps, rows = labelled_token_logps(model, batch)
-    out = torch.zeros(batch["input_ids"].shape[0], dtype=torch.float32, device=logps.device)
-    return out.index_add(0, rows, logps)
+    """Sum of the labelled tokens' log-probs of each sequence: [sequences] (fp32)."""
+    logps, owner = labelled_token_logps(model, batch)
+    out = torch.zeros(sequence_count(batch), dtype=torch.float32, device=logps.device)
+    return out.index_add(0, owner, logps)
 
 
 def mean_token_nll(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -116,11 +116,22 @@ def attach_reference(
         batch_size=2 * cfg.data.batch_size,
         trust_remote_code=cfg.model.trust_remote_code,
         loaded=policy if ref_path == model_path else None,
+        pack_length=cfg.data.max_length if cfg.data.packing else None,
     )
     examples = examples.add_column("ref_chosen_logps", chosen.tolist()).add_column(
         "ref_rejected_logps", rejected.tolist()
     )
     return examples, {"kind": "precomputed", **info}
+
+
+def release_training_state(trainer: L.Trainer, module: L.LightningModule) -> None:
+    """Free the optimizer's moments and the gradients (for AdamW, 3x the weights' memory) once
+    training is over, so exporting the model reuses that memory instead of adding to the peak."""
+    for optimizer in trainer.optimizers:
+        state = getattr(optimizer, "state", None)  # (DeepSpeed's wrappers expose the inner one)
+        if isinstance(state, dict):
+            state.clear()
+    module.zero_grad(set_to_none=True)
 
 
 def check_config(cfg: DictConfig) -> None:
@@ -197,13 +208,16 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         # Built here, not first inside fit, so that ddp_spawn's workers start from this module and
         # send their trained weights back into it. (ZeRO-3 must build it inside its sharding context.)
         module.configure_model()
-    # Packing applies to SFT; DPO keeps each pair whole (its batches are grouped by length instead).
-    packing = objective == "sft" and bool(cfg.data.packing)
+    # Packing: SFT examples are packed into rows once; DPO packs each batch's chosen and rejected
+    # sequences into rows as it collates them (each pair stays in one batch).
+    packing = bool(cfg.data.packing)
     if objective == "dpo":
         examples, reference = attach_reference(
             cfg, examples, model_path, tokenizer.pad_token_id, policy=module.model
         )
-        collator: Any = PreferenceCollator(tokenizer.pad_token_id)
+        collator: Any = PreferenceCollator(
+            tokenizer.pad_token_id, cfg.data.max_length if packing else None
+        )
     else:
         if packing:
             examples = pack(examples, cfg.data.max_length)
@@ -263,6 +277,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     # model is consolidated from a checkpoint on rank 0, as `mixmerge.convert` does.
     final = save_final_checkpoint(trainer, ckpt_dir) if is_deepspeed(trainer.strategy) else None
     close_process_group()  # the last collective is done: rank 0 exports alone
+    release_training_state(trainer, module)
     model = module.model
     if final is not None and trainer.is_global_zero:
         module = load_module_state(build_module(cfg, model_path), read_checkpoint(final))

@@ -4,7 +4,7 @@ The cache key is a content fingerprint of the reference model's files (mixmerge.
 of the tokenised pairs, so a rerun reuses it and any change to either invalidates it. When the
 reference is the model training starts from (the default), the pass runs on the policy's own,
 still untrained weights, so no second copy is ever loaded; another reference model is loaded only
-for this pass and freed before training starts. Pairs are scored in length order (little padding).
+for this pass and freed before training starts. Pairs are packed into rows as in training (or, unpacked, scored in length order): little padding.
 """
 
 from __future__ import annotations
@@ -61,11 +61,13 @@ def reference_logps(
     batch_size: int = 8,
     trust_remote_code: bool = False,
     loaded: Any = None,
+    pack_length: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
     """(chosen, rejected) reference log-probs for every pair, from the cache when possible.
 
     `loaded`: the model at `model_path`, already in memory (the policy before training); it is
-    used as it is instead of loading another copy.
+    used as it is instead of loading another copy. `pack_length`: pack each batch's sequences into
+    rows of that many tokens (as training does), else pad them.
     """
     # Per-file digests are remembered under cache_dir, so an 8B reference is hashed once.
     model_fp = model_fingerprint(model_path, cache_dir)[:16]
@@ -86,13 +88,16 @@ def reference_logps(
     model.eval()
     device = scoring_device()
     model.to(device)  # (the policy stays there: it is this process's training device too)
-    # Longest pairs first, so each batch is padded to about its own length.
-    order = sorted(range(len(examples)), key=row_lengths(examples).__getitem__, reverse=True)
+    # Padded rows: longest pairs first, so each batch is padded to about its own length. Packed
+    # rows: the data's order, since mixed lengths pack tighter.
+    order = list(range(len(examples)))
+    if not pack_length:
+        order.sort(key=row_lengths(examples).__getitem__, reverse=True)
     loader = DataLoader(
         [examples[i] for i in order],
         batch_size=batch_size,
         shuffle=False,
-        collate_fn=PreferenceCollator(pad_token_id),
+        collate_fn=PreferenceCollator(pad_token_id, pack_length),
     )
     chosen = torch.empty(len(order))
     rejected = torch.empty(len(order))

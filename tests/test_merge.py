@@ -61,6 +61,16 @@ def family(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     tokenizer.save_pretrained(bigvocab)
     shutil.copy(models["safety"] / "mixmerge.json", bigvocab / "mixmerge.json")
     models["bigvocab"] = bigvocab
+
+    # The same number of tokens, one of them different: only the tokenizers tell.
+    renamed = root / "renamed"
+    shutil.copytree(models["safety"], renamed)
+    spec = json.loads((renamed / "tokenizer.json").read_text(encoding="utf-8"))
+    vocab = spec["model"]["vocab"]
+    token = next(t for t in vocab if t.isalpha())
+    vocab[token + "_renamed"] = vocab.pop(token)
+    (renamed / "tokenizer.json").write_text(json.dumps(spec), encoding="utf-8")
+    models["renamed"] = renamed
     return models
 
 
@@ -289,6 +299,10 @@ BAD = [
         "recipe.base={general}: the same model as recipe.general",
     ),
     (["+mergekit_options.bogus=1"], "mergekit_options.bogus: not a mergekit option"),
+    (
+        ["recipe.safety={renamed}"],
+        "recipe.safety={renamed}: vocabulary differs from recipe.general",
+    ),
     (
         ["recipe.safety={bigvocab}", "merge.tokenizer_source=base"],
         "merge.tokenizer_source=base: merge=linear has no base model",

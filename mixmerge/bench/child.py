@@ -15,7 +15,6 @@ TASKS = {
     "sft.trl": ("mixmerge.bench.trl_runs", "run_sft"),
     "dpo.mixmerge": ("mixmerge.bench.train_runs", "run_dpo"),
     "dpo.trl": ("mixmerge.bench.trl_runs", "run_dpo"),
-    "merge.mixmerge": ("mixmerge.bench.merge_runs", "run_mixmerge"),
     "generation": ("mixmerge.bench.generation_runs", "run"),
     "util": ("mixmerge.bench.utilisation", "run"),
 }

@@ -1,11 +1,11 @@
-"""The merge section: two default-size "fine-tuned" models, merged by `mixmerge.merging.pipeline.merge`
-and by the `mergekit-yaml` CLI on the YAML mixmerge wrote next to its merge."""
+"""The merge section: two default-size "fine-tuned" models, merged by the `python -m mixmerge.merge`
+CLI and by the `mergekit-yaml` CLI on the YAML mixmerge wrote next to its merge, each a whole
+process as a user runs it."""
 
 from __future__ import annotations
 
 import shutil
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -42,30 +42,37 @@ def make_finetuned_copy(base: Path, dest: Path, seed: int) -> Path:
     return dest
 
 
-def run_mixmerge(spec: dict[str, Any]) -> dict[str, Any]:
-    """`merge(cfg)` on the composed `merge` config; returns the time inside the function and the YAML."""
-    from omegaconf import OmegaConf
-
-    from mixmerge.config import compose_config
-    from mixmerge.merging.pipeline import MERGEKIT_CONFIG_FILE, merge
-
-    work = Path(spec["work_dir"])
-    overrides = [
-        f"merge={spec['method']}",
+def mixmerge_cli(method: str, general: Path, safety: Path, folder: Path, seed: int) -> list[str]:
+    """The `python -m mixmerge.merge` command a user runs for this merge (Hydra run folder and
+    model folder under `folder`)."""
+    return [
+        sys.executable,
+        "-m",
+        "mixmerge.merge",
+        f"merge={method}",
         "recipe=objective",
-        f"recipe.general={spec['general']}",
-        f"recipe.safety={spec['safety']}",
-        f"output_name=bench-{spec['method']}",
-        f"seed={spec['seed']}",
+        f"recipe.general={general}",
+        f"recipe.safety={safety}",
+        f"output_name=bench-{method}",
+        f"seed={seed}",
+        "logger=none",
+        f"paths.models_dir={folder / 'models'}",
+        f"hydra.run.dir={folder / 'run'}",
     ]
-    cfg = compose_config("merge", overrides, work)
-    start = time.perf_counter()
-    summary = merge(cfg)
-    seconds = time.perf_counter() - start
+
+
+def merged_run(folder: Path, method: str) -> dict[str, Any]:
+    """What the mixmerge merge wrote: its mergekit YAML, the MergeOptions it used and the time
+    spent inside mergekit (from the model's provenance)."""
+    from mixmerge.merging.pipeline import MERGEKIT_CONFIG_FILE
+    from mixmerge.provenance import read_provenance
+
+    out = folder / "models" / f"bench-{method}"
+    provenance = read_provenance(out) or {}
     return {
-        "function_s": seconds,
-        "yaml": str(Path(summary["output_dir"]) / MERGEKIT_CONFIG_FILE),
-        "options": OmegaConf.to_container(cfg.mergekit_options, resolve=True),
+        "yaml": str(out / MERGEKIT_CONFIG_FILE),
+        "options": provenance["config"]["mergekit_options"],
+        "merge_s": provenance["merge_seconds"],
     }
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mixmerge.bench.merge_runs import make_finetuned_copy, mergekit_cli
+from mixmerge.bench.merge_runs import make_finetuned_copy, merged_run, mergekit_cli, mixmerge_cli
 from mixmerge.bench.options import WARMUP_STEPS, BenchOptions
 from mixmerge.bench.runner import run_child, run_process
 from mixmerge.bench.utilisation import achieved
@@ -73,18 +73,18 @@ def dpo(ctx: Context, results: dict[str, Any]) -> dict[str, Any]:
 
 
 def merge(ctx: Context, results: dict[str, Any]) -> dict[str, Any]:
-    """For each method: mixmerge's merge in one process, then `mergekit-yaml` on the YAML it wrote."""
+    """For each method: `python -m mixmerge.merge`, then `mergekit-yaml` on the YAML it wrote."""
     models = ctx.work / "merge-models"
     general = make_finetuned_copy(ctx.model_dir, models / "general", seed=ctx.opts.seed + 1)
     safety = make_finetuned_copy(ctx.model_dir, models / "safety", seed=ctx.opts.seed + 2)
     out: dict[str, Any] = {}
     for method in ctx.opts.merge_methods:
         folder = ctx.work / f"merge-{method}"
-        ours = run_child(
-            f"merge {method} (mixmerge)",
-            ctx.spec("merge.mixmerge", method=method, general=str(general), safety=str(safety)),
-            folder / "mixmerge",
+        argv = mixmerge_cli(method, general, safety, folder / "mixmerge", ctx.opts.seed)
+        ours = run_process(
+            f"merge {method} (mixmerge)", argv, folder / "mixmerge.log", ctx.opts.threads
         )
+        ours.update(merged_run(folder / "mixmerge", method), command=" ".join(argv[1:]))
         argv = mergekit_cli(ours["yaml"], folder / "mergekit-out", ours["options"], ctx.opts.seed)
         cli = run_process(
             f"merge {method} (mergekit-yaml)", argv, folder / "mergekit.log", ctx.opts.threads

@@ -76,6 +76,30 @@ def vocabulary(path: Path) -> dict[str, int] | None:
         return None
 
 
+# Every file a Hugging Face tokenizer is built from (the vocabulary is a function of these alone).
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.json",
+    "vocab.txt",
+    "merges.txt",
+    "tokenizer.model",
+)
+
+
+def tokenizer_files(path: Path) -> dict[str, bytes]:
+    return {name: (path / name).read_bytes() for name in TOKENIZER_FILES if (path / name).is_file()}
+
+
+def same_tokenizer_files(models: list[ModelRef]) -> bool:
+    """True when every model carries byte-identical tokenizer files (the usual case: fine-tunes of
+    one base), so their vocabularies are equal without loading a tokenizer (~0.3 s each)."""
+    first = tokenizer_files(models[0].path)
+    return bool(first) and all(tokenizer_files(m.path) == first for m in models[1:])
+
+
 def check_compatible(models: list[ModelRef], tokenizer_source: str | None) -> None:
     """Same architecture, same vocabulary (unless a tokenizer source is set), same tensor shapes."""
     first, rest = models[0], models[1:]
@@ -88,7 +112,8 @@ def check_compatible(models: list[ModelRef], tokenizer_source: str | None) -> No
             )
 
     vocab_sizes = {m.path: configs[m.path].get("vocab_size") for m in models}
-    vocabs = {m.path: vocabulary(m.path) for m in models}
+    shared = same_tokenizer_files(models)
+    vocabs = {m.path: None if shared else vocabulary(m.path) for m in models}
     vocab_differs = False
     for model in rest:
         a, b = vocabs[first.path], vocabs[model.path]

@@ -28,6 +28,16 @@ def auto_precision() -> str:
     return "bf16-mixed" if cpu_has_bf16() else "32-true"
 
 
+def native_dtype() -> str:
+    """The dtype inference runs fastest in without loss of range: bfloat16 where the hardware has
+    it natively (bf16 GPUs, AVX512-BF16/AMX CPUs), else float32."""
+    import torch
+
+    if torch.cuda.is_available():
+        return "bfloat16" if torch.cuda.is_bf16_supported() else "float32"
+    return "bfloat16" if cpu_has_bf16() else "float32"
+
+
 def wandb_offline() -> bool:
     """Log to W&B offline unless a key is configured (WANDB_API_KEY, or WANDB_MODE=online after login)."""
     if os.environ.get("WANDB_MODE") in ("offline", "disabled"):
@@ -40,6 +50,7 @@ def register_resolvers() -> None:
 
     resolvers = {
         "mixmerge.precision": auto_precision,
+        "mixmerge.native_dtype": native_dtype,
         "mixmerge.wandb_offline": wandb_offline,
         "mixmerge.weight_suffix": weight_suffix,
     }

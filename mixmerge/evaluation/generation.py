@@ -8,13 +8,14 @@ import logging
 import os
 import uuid
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
+from mixmerge.config import native_dtype
 from mixmerge.data.formatting import prompt_text
 from mixmerge.errors import MixmergeError
 from mixmerge.fingerprints import model_fingerprint, sha256_json
@@ -32,12 +33,12 @@ class Decoding:
     """Decoding settings (the `generation` config node)."""
 
     max_new_tokens: int = 64
-    batch_size: int = 8
+    batch_size: int = 32
     do_sample: bool = False
     temperature: float = 1.0
     top_p: float = 1.0
     seed: int = 0
-    dtype: str = "float32"
+    dtype: str = field(default_factory=native_dtype)
 
     def __post_init__(self) -> None:
         if not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 1:

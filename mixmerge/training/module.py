@@ -9,6 +9,7 @@ import lightning as L
 import torch
 
 from mixmerge.modeling import load_causal_lm
+from mixmerge.training.autocast import cast_pre_norm_outputs_once
 from mixmerge.training.strategies import init_lora_under_zero3, zero3_model_loading
 
 
@@ -47,6 +48,7 @@ class CausalLMModule(L.LightningModule):
         strategy = self._trainer.strategy if self._trainer else None
         with zero3_model_loading(strategy):
             model = load_causal_lm(self.model_path, trust_remote_code=self.trust_remote_code)
+        cast_pre_norm_outputs_once(model)
         if self.gradient_checkpointing:
             model.gradient_checkpointing_enable()
             model.config.use_cache = False

@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from mixmerge.training.logprobs import sequence_count
+
 
 class StepLog:
     """What a timer records; `save` writes it as JSON for the parent process."""
@@ -33,8 +35,7 @@ class StepLog:
         mask = batch.get("attention_mask")
         self.data["tokens"].append(int(mask.sum()) if mask is not None else int(ids.numel()))
         self.data["padded_tokens"].append(int(ids.numel()))
-        index = batch.get("sequence_index")
-        self.data["rows"].append(int(index.max()) + 1 if index is not None else int(ids.shape[0]))
+        self.data["rows"].append(sequence_count(batch))
 
     def step_end(self) -> None:
         self.data["step_ends"].append(time.perf_counter())

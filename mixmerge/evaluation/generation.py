@@ -76,8 +76,13 @@ def _generation_config(model: Any, tokenizer: Any, decoding: Decoding) -> Any:
     config.update(
         max_new_tokens=decoding.max_new_tokens, pad_token_id=tokenizer.pad_token_id, **sampling
     )
-    if config.eos_token_id is None:
-        config.eos_token_id = tokenizer.eos_token_id
+    # Stop at the model's end tokens and at the tokenizer's (a chat model's end-of-turn token),
+    # whichever the checkpoint's generation config happens to list.
+    stops = config.eos_token_id
+    stops = [] if stops is None else [stops] if isinstance(stops, int) else list(stops)
+    if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in stops:
+        stops.append(tokenizer.eos_token_id)
+    config.eos_token_id = stops or None
     return config
 
 

@@ -18,12 +18,18 @@ from typing import Any
 
 import torch
 
-# Architectures whose `input_layernorm`/`post_attention_layernorm` feed only linear projections
-# (pre-norm blocks). Post-norm designs (OLMo 2) add the norm's output to the residual instead.
-PRE_NORM_MODEL_TYPES = frozenset(
-    {"llama", "mistral", "qwen2", "qwen3", "phi3", "cohere", "cohere2"}
-)
-PRE_NORMS = ("input_layernorm", "post_attention_layernorm")
+# The norms of each architecture whose output feeds only linear projections. Llama-style blocks:
+# `input_layernorm` (q/k/v) and `post_attention_layernorm` (gate/up). Gemma 2/3 wrap each block in
+# a sandwich: `post_attention_layernorm` normalises the attention's *output* before the residual
+# add, so only `input_layernorm` and `pre_feedforward_layernorm` qualify. Post-norm designs
+# (OLMo 2) are left out.
+_LLAMA_NORMS = ("input_layernorm", "post_attention_layernorm")
+_GEMMA_NORMS = ("input_layernorm", "pre_feedforward_layernorm")
+PRE_NORMS_BY_MODEL_TYPE: dict[str, tuple[str, ...]] = {
+    **dict.fromkeys(("llama", "mistral", "qwen2", "qwen3", "phi3", "cohere", "cohere2"), _LLAMA_NORMS),
+    **dict.fromkeys(("gemma2", "gemma3_text"), _GEMMA_NORMS),
+}
+PRE_NORM_MODEL_TYPES = frozenset(PRE_NORMS_BY_MODEL_TYPE)
 
 
 def _cast_to_autocast_dtype(module: Any, args: Any, output: torch.Tensor) -> torch.Tensor | None:
@@ -37,9 +43,10 @@ def cast_pre_norm_outputs_once(model: Any) -> int:
     """Register the cast on every decoder layer's pre-norms; returns how many norms it applies to
     (0 for architectures not known to be pre-norm, which are left as they are)."""
     config = getattr(model, "config", None)
-    if getattr(config, "model_type", None) not in PRE_NORM_MODEL_TYPES:
+    pre_norms = PRE_NORMS_BY_MODEL_TYPE.get(getattr(config, "model_type", None))
+    if pre_norms is None:
         return 0
-    norms = [m for name, m in model.named_modules() if name.rsplit(".", 1)[-1] in PRE_NORMS]
+    norms = [m for name, m in model.named_modules() if name.rsplit(".", 1)[-1] in pre_norms]
     for norm in norms:
         norm.register_forward_hook(_cast_to_autocast_dtype)
     return len(norms)

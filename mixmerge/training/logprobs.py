@@ -24,9 +24,24 @@ import torch.nn.functional as F
 
 from mixmerge.data.formatting import IGNORE_INDEX
 
-# Architectures whose causal-LM head is `lm_head(h)` (times `logit_scale` for Cohere/Aya).
+# Architectures whose causal-LM head is `lm_head(h)` (times `logit_scale` for Cohere/Aya). Gemma 3
+# belongs here: its 262K-token head dominates a 270M model's memory (a 4×256 batch's full logits
+# are ~1 GB in fp32); Gemma 2's soft-capped logits fall back through `final_logit_softcapping`.
 FUSED_HEAD_MODEL_TYPES = frozenset(
-    {"llama", "mistral", "qwen2", "qwen3", "cohere", "cohere2", "phi3", "olmo", "olmo2"}
+    {
+        "llama",
+        "mistral",
+        "qwen2",
+        "qwen3",
+        "cohere",
+        "cohere2",
+        "phi3",
+        "olmo",
+        "olmo2",
+        "gemma",
+        "gemma2",
+        "gemma3_text",
+    }
 )
 # Logits per chunk (tokens × vocabulary): about 128 MB of fp32 at a time.
 CHUNK_LOGITS = 1 << 25

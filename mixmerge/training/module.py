@@ -28,6 +28,7 @@ class CausalLMModule(L.LightningModule):
         lora: Any = None,
         trust_remote_code: bool = False,
         gradient_checkpointing: bool = False,
+        freeze_embeddings: bool = False,
     ):
         super().__init__()
         self.model_path = model_path
@@ -36,6 +37,7 @@ class CausalLMModule(L.LightningModule):
         self.lora = lora
         self.trust_remote_code = trust_remote_code
         self.gradient_checkpointing = gradient_checkpointing
+        self.freeze_embeddings = freeze_embeddings
         self.model: Any = None
         self.loss_history: list[float] = []
         # Set by the pipeline (resolved config, base model path, mixture manifest): saved in every
@@ -49,6 +51,13 @@ class CausalLMModule(L.LightningModule):
         with zero3_model_loading(strategy):
             model = load_causal_lm(self.model_path, trust_remote_code=self.trust_remote_code)
         cast_pre_norm_outputs_once(model)
+        if self.freeze_embeddings:
+            # The input embedding (and a head tied to it) stays as loaded: for a large-vocabulary
+            # small model (Gemma 3 270M: 63% of the weights) this drops their gradients, optimizer
+            # moments and the head's weight-gradient matmul, and a short fine-tune barely moves
+            # rows of tokens it never sees anyway.
+            model.get_input_embeddings().weight.requires_grad_(False)
+            model.get_output_embeddings().weight.requires_grad_(False)
         if self.gradient_checkpointing:
             model.gradient_checkpointing_enable()
             model.config.use_cache = False

@@ -85,6 +85,7 @@ def build_module(cfg: DictConfig, model_path: str, strategy: Any = None) -> L.Li
         lora=lora,
         trust_remote_code=cfg.model.trust_remote_code,
         gradient_checkpointing=cfg.model.gradient_checkpointing,
+        freeze_embeddings=bool(cfg.model.get("freeze_embeddings", False)),
     )
 
 

@@ -18,6 +18,7 @@ from mixmerge import LANGUAGES
 from mixmerge.config import resolved_config
 from mixmerge.errors import MixmergeError
 from mixmerge.evaluation.evalsets import load_eval_set
+from mixmerge.evaluation.fluency import fluency_summary, fluency_warning
 from mixmerge.evaluation.generation import (
     Decoding,
     Generations,
@@ -39,7 +40,7 @@ def check_config(cfg: DictConfig) -> tuple[Decoding, list[str]]:
     if OmegaConf.is_missing(cfg, "model_ref"):
         raise MixmergeError(
             "model_ref: required — a trained or merged model's name under paths.models_dir, a path, "
-            "or `base` for the model the `model` group selects (e.g. model_ref=smollm2-135m-sft-mix15-all)"
+            "or `base` for the model the `model` group selects (e.g. model_ref=gemma3-270m-chat-sft-mix15-all)"
         )
     codes = list(cfg.languages.codes)
     unknown = [c for c in codes if c not in LANGUAGES]
@@ -59,6 +60,9 @@ def check_config(cfg: DictConfig) -> tuple[Decoding, list[str]]:
         raise MixmergeError(
             f"bootstrap.samples={samples}: expected an integer >= 0 (0 = no confidence intervals)"
         )
+    threshold = cfg.fluency_threshold
+    if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not 0 <= threshold <= 1:
+        raise MixmergeError(f"fluency_threshold={threshold}: expected a number in [0, 1]")
     gen = cfg.generation
     decoding = Decoding(
         max_new_tokens=gen.max_new_tokens,
@@ -149,6 +153,10 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
             f"{totals['win_unparsed']} pairwise judgements unparsed); no results written"
         )
     write_jsonl_atomic(run_dir / "judgements.jsonl", records)
+    fluency = {
+        "model": fluency_summary(model_gen.rows, cfg.fluency_threshold),
+        "baseline": fluency_summary(base_gen.rows, cfg.fluency_threshold),
+    }
     results = {
         "mixmerge_version": mixmerge.__version__,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -170,6 +178,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
             "baseline_cached": base_gen.cached,
         },
         **metrics,
+        "fluency": fluency,
         "run_dir": str(run_dir),
     }
     unparsed = (
@@ -185,6 +194,14 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         print(
             f"Judge {judge.name}: {unparsed} judgements unparsed (left out of the rates, counted in {RESULTS_FILE})"
         )
+    for who, summary in fluency.items():
+        shares = " ".join(
+            f"{lang} {e['share']:.0%}" for lang, e in summary["per_language"].items()
+        )
+        print(f"Fluent answers ({who}): {shares}")
+        warning = fluency_warning(summary, f"the {who}")
+        if warning:
+            print(warning)
     print(
         f"Baseline: {baseline.path} ({baseline.how}{', cached generations' if base_gen.cached else ''})"
     )

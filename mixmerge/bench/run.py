@@ -125,7 +125,7 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
             results[section] = SECTION_RUNNERS[section](ctx, results)
         rows = build_rows(results)
         report = {
-            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
             "options": {**asdict(opts), "warmup_steps": WARMUP_STEPS, "dpo_pairs": opts.pairs},
             "model": {"name": opts.model, "path": str(model_dir)},
             "data": data_stats(tokenizer, records[:n_sft], opts.max_length),

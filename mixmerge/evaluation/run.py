@@ -151,7 +151,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     write_jsonl_atomic(run_dir / "judgements.jsonl", records)
     results = {
         "mixmerge_version": mixmerge.__version__,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "model": model.as_dict(),
         "baseline": baseline.as_dict(),
         "judge": {

@@ -16,10 +16,10 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from mixmerge.bench.options import WARMUP_STEPS, BenchOptions
-from mixmerge.bench.report import build_rows, busy_note, format_table, rows_as_dicts
-from mixmerge.bench.sections import SECTION_RUNNERS, Context
-from mixmerge.bench.synthetic import synthetic_records, write_jsonl
+from benchmarks.options import WARMUP_STEPS, BenchOptions
+from benchmarks.report import build_rows, busy_note, format_table, rows_as_dicts
+from benchmarks.sections import SECTION_RUNNERS, Context
+from benchmarks.synthetic import synthetic_records, write_jsonl
 from mixmerge.config import auto_precision, compose_config, cpu_has_bf16
 from mixmerge.data.formatting import encode_example
 from mixmerge.errors import MixmergeError

@@ -1,4 +1,4 @@
-"""`python -m mixmerge.bench [--quick] [--model tiny_random] [--sections sft,dpo,merge,generation,util] ...`"""
+"""`python -m benchmarks [--quick] [--model tiny_random] [--sections sft,dpo,merge,generation,util] ...`"""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from mixmerge.errors import report_errors
 
 @report_errors
 def main(argv: Sequence[str] | None = None) -> dict:
-    from mixmerge.bench.options import parse_options
-    from mixmerge.bench.run import run_bench
+    from benchmarks.options import parse_options
+    from benchmarks.run import run_bench
 
     return run_bench(parse_options(argv))
 

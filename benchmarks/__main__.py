@@ -6,10 +6,12 @@ import sys
 from collections.abc import Sequence
 
 from mixmerge.errors import report_errors
+from mixmerge.logs import setup_logging
 
 
 @report_errors
 def main(argv: Sequence[str] | None = None) -> dict:
+    setup_logging()
     from benchmarks.options import parse_options
     from benchmarks.run import run_bench
 

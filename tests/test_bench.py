@@ -15,7 +15,7 @@ import pytest
 from benchmarks.options import SECTIONS, parse_options
 from benchmarks.timing import throughput
 from mixmerge.errors import MixmergeError
-from tests.conftest import ROOT, run_cli
+from tests.helpers import ROOT, run_cli
 
 
 def numbers(node: object) -> list[float]:

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.helpers import run_cli
 
 TINY = [
     "model=tiny_random",

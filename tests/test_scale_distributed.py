@@ -23,7 +23,7 @@ from transformers import AutoModelForCausalLM
 
 from mixmerge.provenance import read_provenance
 from mixmerge.training.checkpointing import newest_checkpoint
-from tests.conftest import run_cli
+from tests.helpers import run_cli
 
 pytestmark = pytest.mark.slow
 

@@ -34,8 +34,8 @@ study:  ## the mini objective-merge study end to end (train, merge, evaluate), t
 report:  ## tables and plots from every evaluated model under outputs/ and multirun/
 	$(PY) -m mixmerge.report
 
-bench:  ## benchmark against TRL and mergekit (--quick); prints a table and writes bench.json
-	$(PY) -m mixmerge.bench --quick --out bench.json
+bench:  ## benchmark against TRL and mergekit (benchmarks/, not installed; --quick); prints a table and writes bench.json
+	$(PY) -m benchmarks --quick --out bench.json
 
 test:  ## the default (fast) test suite
 	$(TEST_ENV) $(PY) -m pytest -m "not slow" -q
@@ -44,12 +44,12 @@ test-full:  ## every test, including `slow` end-to-end and multi-process ones
 	$(TEST_ENV) $(PY) -m pytest -q
 
 lint:  ## ruff lint and format check
-	$(PY) -m ruff check mixmerge tests
-	$(PY) -m ruff format --check mixmerge tests
+	$(PY) -m ruff check mixmerge benchmarks tests
+	$(PY) -m ruff format --check mixmerge benchmarks tests
 
 format:  ## apply ruff fixes and formatting
-	$(PY) -m ruff check --fix mixmerge tests
-	$(PY) -m ruff format mixmerge tests
+	$(PY) -m ruff check --fix mixmerge benchmarks tests
+	$(PY) -m ruff format mixmerge benchmarks tests
 
 clean:  ## remove run outputs and caches (not the venv, not ~/.cache/mixmerge)
 	rm -rf outputs multirun wandb .pytest_cache .ruff_cache

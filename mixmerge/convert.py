@@ -16,6 +16,7 @@ from omegaconf import OmegaConf, open_dict
 
 import mixmerge.config  # noqa: F401  (registers the config resolvers)
 from mixmerge.errors import MixmergeError, report_errors
+from mixmerge.logs import setup_logging
 from mixmerge.modeling import is_model_dir, load_tokenizer, resolve_model
 from mixmerge.training.convert import load_module_state, read_checkpoint
 from mixmerge.training.export import export_model
@@ -94,6 +95,7 @@ def main(argv: list[str] | None = None) -> Path:
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    setup_logging()
     dest = export_checkpoint(args.checkpoint, args.output_name, args.models_dir, args.overwrite)
     print(f"Model written to {dest}")
     return dest

@@ -36,7 +36,7 @@ def write_provenance(model_dir: str | Path, kind: str, **fields: Any) -> Path:
     record = {
         "kind": kind,
         "mixmerge_version": mixmerge.__version__,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         **fields,
     }
     return write_json_atomic(Path(model_dir) / PROVENANCE_FILE, record)

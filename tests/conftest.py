@@ -1,21 +1,17 @@
-"""Shared fixtures: composing the real Hydra config, tiny models, and a clean CLI environment."""
+"""Shared fixtures: the offline environment, one tiny-model cache per session, the real train config
+on the tiny model. Plain helpers (paths, `run_cli`, `TINY`) are in tests/helpers.py."""
 
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from omegaconf import DictConfig
 
-import mixmerge.config  # noqa: F401  (resolvers)
-from mixmerge.config import compose_config  # noqa: F401  (re-exported for the tests)
-
-ROOT = Path(__file__).resolve().parents[1]
-CONF = ROOT / "conf"
+from mixmerge.config import compose_config
+from tests.helpers import TINY
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -32,16 +28,6 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-TINY = [
-    "model=tiny_random",
-    "logger=none",
-    "callbacks=none",
-    "trainer.enable_progress_bar=false",
-    "trainer.precision=32-true",
-    "data.max_length=384",
-]
-
-
 @pytest.fixture
 def train_cfg(tmp_path: Path, cache_dir: Path) -> Callable[..., DictConfig]:
     """`train_cfg("data=mix_0pct_safety", ...)`: the real train config on the tiny model."""
@@ -50,18 +36,3 @@ def train_cfg(tmp_path: Path, cache_dir: Path) -> Callable[..., DictConfig]:
         return compose_config("train", [*TINY, *overrides], tmp_path)
 
     return make
-
-
-def run_cli(
-    module: str, *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: int = 600
-) -> subprocess.CompletedProcess:
-    """Run `python -m <module> args…` as a user would, in `cwd`."""
-    full_env = {**os.environ, **(env or {})}
-    return subprocess.run(
-        [sys.executable, "-m", module, *args],
-        cwd=cwd,
-        env=full_env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )

@@ -1,18 +1,21 @@
-"""`python -m mixmerge.bench --quick` on the tiny model: every section runs (TRL, mergekit CLI and
-all) and the table and JSON are well formed. No timing assertions: figures only have to exist."""
+"""`python -m benchmarks --quick` on the tiny model: every section runs (TRL, mergekit CLI and
+all) and the table and JSON are well formed. No timing assertions: figures only have to exist.
+The benchmark lives beside the package, not in it: a user installs mixmerge, not its harness."""
 
 from __future__ import annotations
 
 import json
 import math
+import tomllib
+from fnmatch import fnmatch
 from pathlib import Path
 
 import pytest
 
-from mixmerge.bench.options import SECTIONS, parse_options
-from mixmerge.bench.timing import throughput
+from benchmarks.options import SECTIONS, parse_options
+from benchmarks.timing import throughput
 from mixmerge.errors import MixmergeError
-from tests.conftest import run_cli
+from tests.helpers import ROOT, run_cli
 
 
 def numbers(node: object) -> list[float]:
@@ -39,7 +42,8 @@ def test_quick_bench_on_the_tiny_model(tmp_path: Path, cache_dir: Path) -> None:
         "--out",
         str(out),
     ]
-    result = run_cli("mixmerge.bench", *args, cwd=tmp_path)
+    # `benchmarks` is not installed: run_cli puts the checkout on the path, as `make bench` runs in it.
+    result = run_cli("benchmarks", *args, cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
 
     report = json.loads(out.read_text())
@@ -131,3 +135,13 @@ def test_quick_preset_and_util_needs_sft() -> None:
     assert opts.sections == ("sft", "util")
     assert opts.pairs == opts.batch_size  # the quick DPO epoch is one batch of pairs
     assert parse_options(["--steps", "3"]).pairs == 3 * 4
+
+
+def test_the_benchmark_is_not_installed_with_mixmerge() -> None:
+    # setuptools' package discovery keeps the dotted names that match an `include` pattern.
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    include = pyproject["tool"]["setuptools"]["packages"]["find"]["include"]
+    installed = lambda name: any(fnmatch(name, pattern) for pattern in include)  # noqa: E731
+    assert installed("mixmerge") and installed("mixmerge.training")
+    assert (ROOT / "benchmarks" / "__main__.py").is_file()
+    assert not installed("benchmarks") and not installed("benchmarks.child")

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.helpers import run_cli
 
 TINY = [
     "model=tiny_random",
@@ -30,6 +30,15 @@ def test_train_cli_runs_with_overrides(tmp_path, cache_dir):
     assert manifest["counts"]["en"] == {"general": 0, "safety": 8}
     assert f"Model written to {model}" in result.stdout
     assert list((tmp_path / "run/csv").rglob("metrics.csv"))
+    # One line per log message (Lightning's own console handler, not Hydra's console as well), and
+    # the known third-party noise filtered; the job's log file keeps every message.
+    output = result.stdout + result.stderr
+    for message in ("Seed set to 42", "GPU available:", "`Trainer.fit` stopped"):
+        assert output.count(message) == 1, (message, output[-3000:])
+        assert message in (tmp_path / "run/train.log").read_text()
+    for noise in ("💡 Tip", "litlogger", "LeafSpec", "Setting accelerator to CPU"):
+        assert noise not in output, noise
+    assert "Epoch 0: 100%" in result.stdout  # the progress bar stays
 
 
 @pytest.mark.parametrize(

@@ -8,8 +8,8 @@ import pytest
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from mixmerge.config import resolved_config
-from tests.conftest import CONF, compose_config
+from mixmerge.config import compose_config, resolved_config
+from tests.helpers import CONF
 
 # Each primary config with the overrides its mandatory keys need.
 PRIMARY = {

@@ -18,7 +18,7 @@ from mixmerge.training.dpo import DPOModule, PreferenceCollator, concatenated_lo
 from mixmerge.training.losses import preference_loss
 from mixmerge.training.pipeline import train
 from mixmerge.training.reference import reference_logps
-from tests.conftest import run_cli
+from tests.helpers import run_cli
 
 ARCH = OmegaConf.load(Path(__file__).parents[1] / "conf/model/tiny_random.yaml").architecture
 PAIRS = [

@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.helpers import run_cli
 
 TINY = [
     "model=tiny_random",

@@ -15,7 +15,7 @@ from mixmerge.errors import MixmergeError
 from mixmerge.evaluation.generation import Decoding, cached_generations, generate_responses
 from mixmerge.fingerprints import model_fingerprint
 from mixmerge.modeling import ensure_tiny_random
-from tests.conftest import CONF
+from tests.helpers import CONF
 
 PROMPTS = [
     "Hi",

@@ -16,7 +16,7 @@ from mixmerge.evaluation.offline_judge import OfflineJudge, harm_verdict, qualit
 from mixmerge.evaluation.text import is_degenerate, language_match
 
 FIXTURES = Path(__file__).parent / "fixtures" / "harm_judge"
-# Floors below the measured accuracy (23 or 24 of 24 per language, documented in the README), so a
+# Floors below the measured accuracy (23 or 24 of 24 per language, documented in docs/evaluation.md), so a
 # change that breaks a language fails, while a fixture or lexicon revision has some slack.
 MIN_ACCURACY = 0.875
 MIN_OVERALL = 0.93

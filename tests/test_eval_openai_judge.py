@@ -249,8 +249,8 @@ def test_retry_after_header_forms():
 def test_an_evaluation_with_the_endpoint_never_writes_the_key(
     endpoint, tmp_path, cache_dir, caplog
 ):
+    from mixmerge.config import compose_config
     from mixmerge.evaluation.run import evaluate
-    from tests.conftest import compose_config
 
     server = endpoint(sensible)
     overrides = ["model=tiny_random", "model_ref=base", "languages=en", "max_prompts_per_language=2",

@@ -11,11 +11,11 @@ import datasets
 import pytest
 
 from mixmerge import LANGUAGES
+from mixmerge.config import compose_config
 from mixmerge.data.records import BUNDLED_DIR
 from mixmerge.errors import MixmergeError
 from mixmerge.evaluation.evalsets import load_eval_set
 from mixmerge.evaluation.text import normalize, words
-from tests.conftest import compose_config
 
 DOLLY_TASKS = {
     "open_qa",

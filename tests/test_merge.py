@@ -12,11 +12,11 @@ import torch
 from omegaconf import DictConfig, open_dict
 from transformers import AutoModelForCausalLM, AutoTokenizer, MistralConfig, MistralForCausalLM
 
-from mixmerge.config import resolved_config
+from mixmerge.config import compose_config, resolved_config
 from mixmerge.errors import MixmergeError
 from mixmerge.merging.pipeline import MERGEKIT_CONFIG_FILE, merge
 from mixmerge.provenance import read_provenance
-from tests.conftest import CONF, compose_config
+from tests.helpers import CONF
 from tests.merge_helpers import ARCH, make_base, make_finetuned, tensors
 
 LANGS = ["en", "fr", "es", "hi", "ar", "ru"]

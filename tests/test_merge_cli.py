@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from mixmerge.provenance import read_provenance
-from tests.conftest import run_cli
+from tests.helpers import run_cli
 from tests.merge_helpers import make_base, make_finetuned, tensors
 
 

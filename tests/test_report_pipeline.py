@@ -8,7 +8,7 @@ import json
 import pandas as pd
 import pytest
 
-from tests.conftest import run_cli
+from tests.helpers import run_cli
 
 TRAIN = ["model=tiny_random", "logger=none", "callbacks=none", "trainer.precision=32-true",
          "trainer.max_steps=2", "trainer.enable_progress_bar=false", "data.max_length=256",

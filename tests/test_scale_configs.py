@@ -11,10 +11,11 @@ from hydra.utils import instantiate
 from lightning.pytorch.strategies import DDPStrategy, DeepSpeedStrategy
 from submitit.slurm.slurm import SlurmExecutor, _make_sbatch_string
 
+from mixmerge.config import compose_config
 from mixmerge.errors import MixmergeError
 from mixmerge.training.pipeline import build_strategy
 from mixmerge.training.strategies import CPUDeepSpeedStrategy, cpu_adam, optimizer_for_strategy
-from tests.conftest import compose_config, run_cli
+from tests.helpers import run_cli
 
 
 def strategy_for(tmp_path, *overrides: str):

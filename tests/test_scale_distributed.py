@@ -1,4 +1,4 @@
-"""Multi-process training on CPU, with CPU processes standing in for GPUs: the README's cluster
+"""Multi-process training on CPU, with CPU processes standing in for GPUs: docs/scaling.md's cluster
 commands with `trainer=cpu` for `trainer=gpu`. DDP, DeepSpeed ZeRO-2/3 (+ offload), two "nodes"
 under torchrun, resume of a killed ZeRO run, SIGTERM under ZeRO, and a 2-job multirun.
 
@@ -23,7 +23,7 @@ from transformers import AutoModelForCausalLM
 
 from mixmerge.provenance import read_provenance
 from mixmerge.training.checkpointing import newest_checkpoint
-from tests.conftest import run_cli
+from tests.helpers import run_cli
 
 pytestmark = pytest.mark.slow
 

@@ -18,12 +18,13 @@ from omegaconf import OmegaConf, open_dict
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
+from mixmerge.config import compose_config
 from mixmerge.convert import main as convert_main
 from mixmerge.errors import MixmergeError
 from mixmerge.provenance import read_provenance
 from mixmerge.training.checkpointing import newest_checkpoint, resolve_resume
 from mixmerge.training.pipeline import train
-from tests.conftest import TINY, compose_config, run_cli
+from tests.helpers import TINY, run_cli
 
 # 16 examples in batches of 4: an epoch is 4 steps, so 10 steps cross two epoch boundaries.
 SMALL = [

@@ -10,7 +10,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
 from mixmerge.study.plan import plan_study
-from tests.conftest import CONF, run_cli
+from tests.helpers import CONF, run_cli
 
 EXPERIMENTS = sorted(
     p.stem for p in (CONF / "experiment").glob("*.yaml") if not p.stem.startswith("_")

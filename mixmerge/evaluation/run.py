@@ -159,7 +159,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     }
     results = {
         "mixmerge_version": mixmerge.__version__,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "model": model.as_dict(),
         "baseline": baseline.as_dict(),
         "judge": {

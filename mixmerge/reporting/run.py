@@ -155,7 +155,7 @@ def report(cfg: DictConfig) -> dict[str, Any]:
             *(p.name for p in figures.values()),
         ]
         header = {
-            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
             "judges": ", ".join(sorted(set(frames["models"]["judge"]))) or "—",
             "searched": ", ".join(f"`{p}`" for p in found.searched) or "—",
             "not_found": ", ".join(f"`{p}`" for p in found.missing_dirs),

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from hydra import compose
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig
 
 from mixmerge.errors import MixmergeError
 from mixmerge.fingerprints import RESULTS_FILE
@@ -111,7 +111,3 @@ def is_complete(stage: Stage, output: str, models_dir: Path) -> bool:
     folder = models_dir / output
     marker = RESULTS_FILE if stage.command == "evaluate" else PROVENANCE_FILE
     return (folder / marker).is_file()
-
-
-def as_list(node: Any) -> list[Any]:
-    return list(OmegaConf.to_container(node, resolve=True)) if node is not None else []

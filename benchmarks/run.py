@@ -16,10 +16,10 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from mixmerge.bench.options import WARMUP_STEPS, BenchOptions
-from mixmerge.bench.report import build_rows, busy_note, format_table, rows_as_dicts
-from mixmerge.bench.sections import SECTION_RUNNERS, Context
-from mixmerge.bench.synthetic import synthetic_records, write_jsonl
+from benchmarks.options import WARMUP_STEPS, BenchOptions
+from benchmarks.report import build_rows, busy_note, format_table, rows_as_dicts
+from benchmarks.sections import SECTION_RUNNERS, Context
+from benchmarks.synthetic import synthetic_records, write_jsonl
 from mixmerge.config import auto_precision, compose_config, cpu_has_bf16
 from mixmerge.data.formatting import encode_example
 from mixmerge.errors import MixmergeError
@@ -125,7 +125,7 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
             results[section] = SECTION_RUNNERS[section](ctx, results)
         rows = build_rows(results)
         report = {
-            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
             "options": {**asdict(opts), "warmup_steps": WARMUP_STEPS, "dpo_pairs": opts.pairs},
             "model": {"name": opts.model, "path": str(model_dir)},
             "data": data_stats(tokenizer, records[:n_sft], opts.max_length),

@@ -1,5 +1,5 @@
 """A Lightning callback that times mixmerge's training steps; added to `train()` through the config
-(`+callbacks.bench_timer._target_=mixmerge.bench.lightning_timer.StepTimer`), so the run is the real one."""
+(`+callbacks.bench_timer._target_=benchmarks.lightning_timer.StepTimer`), so the run is the real one."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 from lightning.pytorch.callbacks import Callback
 
-from mixmerge.bench.timing import StepLog
+from benchmarks.timing import StepLog
 
 
 class StepTimer(Callback):

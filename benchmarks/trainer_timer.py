@@ -7,7 +7,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from mixmerge.bench.timing import StepLog
+from benchmarks.timing import StepLog
 
 
 class TrainerStepTimer(TrainerCallback):

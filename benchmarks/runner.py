@@ -18,11 +18,17 @@ from typing import Any
 
 from mixmerge.errors import MixmergeError
 
+# The repository root: `benchmarks` is not installed, so every child (and `python -m mixmerge.merge`)
+# gets it on its path, and imports the mixmerge beside it, the one being measured.
+ROOT = Path(__file__).resolve().parents[1]
+
 
 def child_env(threads: int) -> dict[str, str]:
     """The same thread count for every framework's math libraries; never reach a model hub."""
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
     return {
         **os.environ,
+        "PYTHONPATH": path,
         "OMP_NUM_THREADS": str(threads),
         "MKL_NUM_THREADS": str(threads),
         "TOKENIZERS_PARALLELISM": "false",
@@ -69,14 +75,14 @@ def run_process(name: str, argv: list[str], log: Path, threads: int) -> dict[str
 
 
 def run_child(name: str, spec: dict[str, Any], work: Path) -> dict[str, Any]:
-    """Run one `mixmerge.bench.child` task; its figures plus process wall time and peak RSS."""
+    """Run one `benchmarks.child` task; its figures plus process wall time and peak RSS."""
     work.mkdir(parents=True, exist_ok=True)
     spec = {**spec, "work_dir": str(work), "out": str(work / "result.json")}
     spec_file = work / "spec.json"
     spec_file.write_text(json.dumps(spec, indent=2), encoding="utf-8")
     process = run_process(
         name,
-        [sys.executable, "-m", "mixmerge.bench.child", str(spec_file)],
+        [sys.executable, "-m", "benchmarks.child", str(spec_file)],
         work / "log.txt",
         spec["threads"],
     )

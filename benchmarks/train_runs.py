@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mixmerge.bench.timing import throughput
+from benchmarks.timing import throughput
 from mixmerge.config import compose_config
 
 
@@ -31,7 +31,7 @@ def train_overrides(spec: dict[str, Any], objective: str, timer_file: Path) -> l
         f"data.max_length={spec['max_length']}",
         f"seed={spec['seed']}",
         "logger=none",
-        "+callbacks.bench_timer._target_=mixmerge.bench.lightning_timer.StepTimer",
+        "+callbacks.bench_timer._target_=benchmarks.lightning_timer.StepTimer",
         f"+callbacks.bench_timer.out={timer_file}",
     ]
 

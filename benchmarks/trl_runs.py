@@ -17,10 +17,10 @@ from typing import Any
 
 import torch
 
-from mixmerge.bench.synthetic import read_records
-from mixmerge.bench.timing import throughput
-from mixmerge.bench.train_runs import epoch_figures
-from mixmerge.bench.trainer_timer import CountingCollator, TrainerStepTimer
+from benchmarks.synthetic import read_records
+from benchmarks.timing import throughput
+from benchmarks.train_runs import epoch_figures
+from benchmarks.trainer_timer import CountingCollator, TrainerStepTimer
 from mixmerge.modeling import load_tokenizer
 
 

@@ -1,4 +1,4 @@
-"""`python -m mixmerge.bench.child SPEC.json`: one framework's section in a process of its own, so
+"""`python -m benchmarks.child SPEC.json`: one framework's section in a process of its own, so
 its peak memory is its own. Writes the section's figures to the spec's `out` file."""
 
 from __future__ import annotations
@@ -11,12 +11,12 @@ from pathlib import Path
 # task → (module, function); modules are imported only in the child that needs them, so each
 # process loads just its own framework.
 TASKS = {
-    "sft.mixmerge": ("mixmerge.bench.train_runs", "run_sft"),
-    "sft.trl": ("mixmerge.bench.trl_runs", "run_sft"),
-    "dpo.mixmerge": ("mixmerge.bench.train_runs", "run_dpo"),
-    "dpo.trl": ("mixmerge.bench.trl_runs", "run_dpo"),
-    "generation": ("mixmerge.bench.generation_runs", "run"),
-    "util": ("mixmerge.bench.utilisation", "run"),
+    "sft.mixmerge": ("benchmarks.train_runs", "run_sft"),
+    "sft.trl": ("benchmarks.trl_runs", "run_sft"),
+    "dpo.mixmerge": ("benchmarks.train_runs", "run_dpo"),
+    "dpo.trl": ("benchmarks.trl_runs", "run_dpo"),
+    "generation": ("benchmarks.generation_runs", "run"),
+    "util": ("benchmarks.utilisation", "run"),
 }
 
 

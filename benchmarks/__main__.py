@@ -1,4 +1,4 @@
-"""`python -m mixmerge.bench [--quick] [--model tiny_random] [--sections sft,dpo,merge,generation,util] ...`"""
+"""`python -m benchmarks [--quick] [--model tiny_random] [--sections sft,dpo,merge,generation,util] ...`"""
 
 from __future__ import annotations
 
@@ -6,12 +6,14 @@ import sys
 from collections.abc import Sequence
 
 from mixmerge.errors import report_errors
+from mixmerge.logs import setup_logging
 
 
 @report_errors
 def main(argv: Sequence[str] | None = None) -> dict:
-    from mixmerge.bench.options import parse_options
-    from mixmerge.bench.run import run_bench
+    setup_logging()
+    from benchmarks.options import parse_options
+    from benchmarks.run import run_bench
 
     return run_bench(parse_options(argv))
 

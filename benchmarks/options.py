@@ -1,4 +1,4 @@
-"""Command-line options of `python -m mixmerge.bench`, with the `--quick` preset."""
+"""Command-line options of `python -m benchmarks`, with the `--quick` preset."""
 
 from __future__ import annotations
 
@@ -60,7 +60,7 @@ def _csv(value: str) -> tuple[str, ...]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m mixmerge.bench",
+        prog="python -m benchmarks",
         description="Benchmark mixmerge against TRL (SFT, DPO) and the mergekit CLI (merging) on this machine.",
     )
     add = parser.add_argument

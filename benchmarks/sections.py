@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mixmerge.bench.merge_runs import make_finetuned_copy, merged_run, mergekit_cli, mixmerge_cli
-from mixmerge.bench.options import WARMUP_STEPS, BenchOptions
-from mixmerge.bench.runner import run_child, run_process
-from mixmerge.bench.utilisation import achieved
+from benchmarks.merge_runs import make_finetuned_copy, merged_run, mergekit_cli, mixmerge_cli
+from benchmarks.options import WARMUP_STEPS, BenchOptions
+from benchmarks.runner import run_child, run_process
+from benchmarks.utilisation import achieved
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,6 @@ from mixmerge.evaluation.metrics import (
     rate,
 )
 
-JUDGEMENTS_FILE = "judgements.jsonl"
 # The differences computed, in percentage points: harmful-rate difference, difference of the
 # relative harm changes against each model's baseline, win-rate difference.
 METRICS = ("harm_rate", "harm_change_pct", "win_rate")

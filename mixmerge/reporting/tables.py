@@ -18,6 +18,7 @@ from mixmerge import LANGUAGES
 from mixmerge.merging.weights import show
 from mixmerge.reporting import published
 from mixmerge.reporting.collect import Evaluated
+from mixmerge.reporting.comparisons import Comparisons, delta_columns, parents_of
 from mixmerge.reporting.lineage import LANGUAGE_MERGE, MIX, OBJECTIVE_MERGE, POST_MERGE
 
 STAGES = ("sft", "dpo")
@@ -46,6 +47,8 @@ class Options:
     merge_weights: str = "best"  # best | all
     best_by: str = "balanced"
     position_method: str = "slerp"
+    paired_samples: int = 1000  # paired-bootstrap resamples of the Δ intervals (0: none)
+    paired_seed: int = 0
 
 
 def method_name(method: str | None) -> str:
@@ -154,10 +157,13 @@ def sort_key(model: Evaluated) -> tuple[Any, ...]:
     )
 
 
-def model_frame(models: Sequence[Evaluated], options: Options) -> pd.DataFrame:
-    """One row per evaluated model: what it is, its averages with 95% CIs, Δ from the 15% mix,
-    and whether it is on the Pareto front of its (base model, stage)."""
+def model_frame(
+    models: Sequence[Evaluated], options: Options, comparisons: Comparisons | None = None
+) -> pd.DataFrame:
+    """One row per evaluated model: what it is, its averages with 95% CIs, Δ from the 15% mix
+    with its paired 95% interval, and whether it is on the Pareto front of its (base model, stage)."""
     refs = references(models, options.reference_ratio)
+    comparisons = comparisons or Comparisons(options.paired_samples, options.paired_seed)
     rows = []
     for m in models:
         d, avg = m.description, m.average
@@ -194,8 +200,10 @@ def model_frame(models: Sequence[Evaluated], options: Options) -> pd.DataFrame:
                 "reference": ref.name if ref else None,
                 "delta_harm_pct": harm - ref_harm,
                 "delta_win_pct": win - ref_win,
+                **delta_columns(comparisons.get(m, ref, "reference mix") if ref else None),
                 "evaluations": m.evaluations,
                 "results_file": str(m.results_path),
+                "judgements_file": str(m.judgements_path or ""),
                 "path": str(m.path),
             }
         )
@@ -213,11 +221,16 @@ _MODEL_COLUMNS = [
     "safety_weight", "weight_value", "languages", "parent_languages", "eval_languages", "judge",
     "baseline", "harm_change_pct", "harm_change_ci_low", "harm_change_ci_high", "win_rate_pct",
     "win_rate_ci_low", "win_rate_ci_high", "reference", "delta_harm_pct", "delta_win_pct",
-    "evaluations", "results_file", "path",
+    "delta_harm_ci_low", "delta_harm_ci_high", "delta_harm_sig", "delta_win_ci_low",
+    "delta_win_ci_high", "delta_win_sig", "evaluations", "results_file", "judgements_file", "path",
+]  # fmt: skip
+DELTA_CI_COLUMNS = [
+    "delta_harm_ci_low", "delta_harm_ci_high", "delta_harm_sig", "delta_win_ci_low",
+    "delta_win_ci_high", "delta_win_sig",
 ]  # fmt: skip
 VALUE_COLUMNS = [
     "harm_change_pct", "harm_change_ci_low", "harm_change_ci_high", "win_rate_pct",
-    "win_rate_ci_low", "win_rate_ci_high", "delta_harm_pct", "delta_win_pct",
+    "win_rate_ci_low", "win_rate_ci_high", "delta_harm_pct", "delta_win_pct", *DELTA_CI_COLUMNS,
 ]  # fmt: skip
 PUBLISHED_COLUMNS = [
     "published_harm_change_pct", "published_win_rate_pct", "published_delta_harm_pct",
@@ -282,6 +295,8 @@ def _user_values(row: pd.Series | None) -> dict[str, Any]:
             "name": None,
             "safety_weight": "",
             **dict.fromkeys(VALUE_COLUMNS, NAN),
+            "delta_harm_sig": False,
+            "delta_win_sig": False,
             "pareto": False,
         }
     return {c: row[c] for c in _ROW_COLUMNS}
@@ -489,6 +504,40 @@ def position_frame(models: pd.DataFrame, merges: pd.DataFrame, options: Options)
 
 
 POSITION_COLUMNS = ["base_model", "method", "order", "row", *_ROW_COLUMNS, *PUBLISHED_COLUMNS]
+
+
+def parents_frame(
+    models: Sequence[Evaluated], frame: pd.DataFrame, comparisons: Comparisons
+) -> pd.DataFrame:
+    """Each evaluated objective merge against each of its evaluated parents (the general and the
+    safety model), paired: Δ = merge − parent, in percentage points."""
+    rows = []
+    labels = dict(zip(frame["name"], frame["label"], strict=True))
+    for m in models:
+        if m.description.family != OBJECTIVE_MERGE:
+            continue
+        mine = frame[frame["name"] == m.name].iloc[0]
+        for role, parent in parents_of(m, models):
+            theirs = frame[frame["name"] == parent.name].iloc[0]
+            result = comparisons.get(m, parent, role)
+            rows.append(
+                {
+                    "base_model": mine["base_model"], "stage": mine["stage"], "name": m.name,
+                    "label": labels[m.name], "method": mine["method"],
+                    "safety_weight": mine["safety_weight"], "parent_role": role,
+                    "parent": parent.name, "parent_label": labels[parent.name],
+                    "delta_harm_pct": mine["harm_change_pct"] - theirs["harm_change_pct"],
+                    "delta_win_pct": mine["win_rate_pct"] - theirs["win_rate_pct"],
+                    **delta_columns(result),
+                }
+            )  # fmt: skip
+    return pd.DataFrame(rows, columns=PARENT_COLUMNS)
+
+
+PARENT_COLUMNS = [
+    "base_model", "stage", "name", "label", "method", "safety_weight", "parent_role", "parent",
+    "parent_label", "delta_harm_pct", "delta_win_pct", *DELTA_CI_COLUMNS,
+]  # fmt: skip
 
 
 def published_frame() -> pd.DataFrame:

@@ -55,8 +55,10 @@ def train_cfg(tmp_path: Path, cache_dir: Path) -> Callable[..., DictConfig]:
 def run_cli(
     module: str, *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: int = 600
 ) -> subprocess.CompletedProcess:
-    """Run `python -m <module> args…` as a user would, in `cwd`."""
-    full_env = {**os.environ, **(env or {})}
+    """Run `python -m <module> args…` as a user would, in `cwd`, with this checkout's mixmerge
+    first on the path (not whichever checkout the environment's editable install points at)."""
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+    full_env = {**os.environ, "PYTHONPATH": path, **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", module, *args],
         cwd=cwd,

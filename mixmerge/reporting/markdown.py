@@ -10,7 +10,7 @@ import pandas as pd
 
 from mixmerge import LANGUAGES
 from mixmerge.reporting import published
-from mixmerge.reporting.tables import BEST_BY_TEXT, Options, method_name, ratio_text
+from mixmerge.reporting.tables import Options, best_rule_text, method_name, ratio_text
 
 DASH = "—"
 
@@ -259,11 +259,7 @@ def render(
     models = frames["models"]
     several = models["base_model"].nunique(dropna=False) > 1
     ref = f"{ratio_text(options.reference_ratio)} safety mix"
-    selection = (
-        "every weight"
-        if options.merge_weights == "all"
-        else f"for each method the weight with {BEST_BY_TEXT[options.best_by]} (`best_by={options.best_by}`)"
-    )
+    selection = "every weight" if options.merge_weights == "all" else best_rule_text(options)
     out = [
         "# mixmerge report",
         "",

@@ -51,8 +51,13 @@ def check_config(cfg: DictConfig) -> tables.Options:
         raise MixmergeError(f"reference_safety_ratio={ratio}: expected a number in [0, 1]")
     if cfg.merge_weights not in ("best", "all"):
         raise MixmergeError(f"merge_weights={cfg.merge_weights}: expected best or all")
-    if cfg.best_by not in tables.BEST_BY:
-        raise MixmergeError(f"best_by={cfg.best_by}: expected one of {', '.join(tables.BEST_BY)}")
+    rule, endpoints = cfg.best_weight.rule, cfg.best_weight.include_endpoints
+    if rule not in tables.BEST_RULES:
+        raise MixmergeError(
+            f"best_weight.rule={rule}: expected one of {', '.join(tables.BEST_RULES)}"
+        )
+    if not isinstance(endpoints, bool):
+        raise MixmergeError(f"best_weight.include_endpoints={endpoints}: expected true or false")
     samples, seed = cfg.paired.samples, cfg.paired.seed
     if not isinstance(samples, int) or isinstance(samples, bool) or samples < 0:
         raise MixmergeError(
@@ -66,7 +71,8 @@ def check_config(cfg: DictConfig) -> tables.Options:
     return tables.Options(
         reference_ratio=float(ratio),
         merge_weights=str(cfg.merge_weights),
-        best_by=str(cfg.best_by),
+        best_rule=str(rule),
+        include_endpoints=endpoints,
         position_method=str(cfg.position_method),
         paired_samples=samples,
         paired_seed=seed,

@@ -29,8 +29,8 @@ METHOD_NAMES = {
     "dare_ties": "DARE-TIES",
     "task_arithmetic": "Task arithmetic",
 }
-BEST_BY = ("balanced", "harm", "win")
-BEST_BY_TEXT = {
+BEST_RULES = ("balanced", "harm", "win")
+BEST_RULE_TEXT = {
     "balanced": "the largest win rate − harm change (both in percentage points)",
     "harm": "the lowest harm change",
     "win": "the highest win rate",
@@ -45,7 +45,8 @@ class Options:
 
     reference_ratio: float = 0.15
     merge_weights: str = "best"  # best | all
-    best_by: str = "balanced"
+    best_rule: str = "balanced"  # balanced | harm | win
+    include_endpoints: bool = False  # may w = 0 or 1 (a parent's weights) represent a method?
     position_method: str = "slerp"
     paired_samples: int = 1000  # paired-bootstrap resamples of the Δ intervals (0: none)
     paired_seed: int = 0
@@ -185,6 +186,7 @@ def model_frame(
                 "safety_ratio": NAN if d.safety_ratio is None else d.safety_ratio,
                 "safety_weight": weight_text(weight),
                 "weight_value": weight if isinstance(weight, float) else NAN,
+                "endpoint": weight is not None and is_endpoint(weight),
                 "languages": " ".join(d.languages),
                 "parent_languages": "; ".join(" ".join(p) for p in d.parent_languages),
                 "eval_languages": " ".join(m.eval_languages),
@@ -218,7 +220,7 @@ def model_frame(
 
 _MODEL_COLUMNS = [
     "name", "label", "base_model", "stage", "family", "order", "method", "recipe", "safety_ratio",
-    "safety_weight", "weight_value", "languages", "parent_languages", "eval_languages", "judge",
+    "safety_weight", "weight_value", "endpoint", "languages", "parent_languages", "eval_languages", "judge",
     "baseline", "harm_change_pct", "harm_change_ci_low", "harm_change_ci_high", "win_rate_pct",
     "win_rate_ci_low", "win_rate_ci_high", "reference", "delta_harm_pct", "delta_win_pct",
     "delta_harm_ci_low", "delta_harm_ci_high", "delta_harm_sig", "delta_win_ci_low",
@@ -238,10 +240,32 @@ PUBLISHED_COLUMNS = [
 ]  # fmt: skip
 
 
-def _score(row: pd.Series, best_by: str) -> float:
-    if best_by == "harm":
+def is_endpoint(weight: Any) -> bool:
+    """A safety weight of 0 or 1 (everywhere, for a per-layer gradient): all of one parent, so
+    not a merge of the two (though merge methods may still change it slightly, e.g. TIES)."""
+    values = weight if isinstance(weight, list) else [weight]
+    numbers = [_num(v) for v in values]
+    return bool(numbers) and (all(v == 0.0 for v in numbers) or all(v == 1.0 for v in numbers))
+
+
+def best_rule_text(options: Options) -> str:
+    """The main table's caption: which weight represents a method, and among which merges."""
+    among = (
+        "among every evaluated weight"
+        if options.include_endpoints
+        else "among real merges (0 < w < 1; w = 0 and w = 1 are a parent's weights)"
+    )
+    return (
+        f"for each method the weight with {BEST_RULE_TEXT[options.best_rule]} {among} "
+        f"(`best_weight.rule={options.best_rule}`, "
+        f"`best_weight.include_endpoints={str(options.include_endpoints).lower()}`)"
+    )
+
+
+def _score(row: pd.Series, rule: str) -> float:
+    if rule == "harm":
         return -row["harm_change_pct"]
-    if best_by == "win":
+    if rule == "win":
         return row["win_rate_pct"]
     return row["win_rate_pct"] - row["harm_change_pct"]
 
@@ -253,11 +277,13 @@ def _method_rank(method: Any) -> tuple[int, str]:
 
 def merges_frame(models: pd.DataFrame, options: Options) -> pd.DataFrame:
     """Every objective merge (method × weight), with `selected` marking the weight the main table
-    shows for its method (by `options.best_by`)."""
+    shows for its method (by `options.best_rule`, among real merges unless
+    `options.include_endpoints`)."""
     merges = models[models["family"] == OBJECTIVE_MERGE].copy()
     merges["selected"] = False
     for _, group in merges.groupby(["base_model", "stage", "method"], dropna=False):
-        scores = group.apply(lambda r: _score(r, options.best_by), axis=1).dropna()
+        candidates = group if options.include_endpoints else group[~group["endpoint"]]
+        scores = candidates.apply(lambda r: _score(r, options.best_rule), axis=1).dropna()
         if options.merge_weights == "all":
             merges.loc[group.index, "selected"] = True
         elif len(scores):

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from mixmerge.evaluation.generation import write_jsonl_atomic
 from mixmerge.evaluation.metrics import LanguageJudgements, summarize
 from mixmerge.io import write_json_atomic
 from mixmerge.provenance import parent_entry, write_provenance
@@ -22,21 +23,51 @@ def _per_language(value: int | list[int], languages: list[str]) -> list[int]:
     return value if isinstance(value, list) else [value] * len(languages)
 
 
-def eval_results(
-    spec: dict[str, Any], ev: dict[str, Any], model: Path | str, reference: str
-) -> dict[str, Any]:
-    """An eval_results.json as mixmerge.evaluation.run writes it, from judgement counts."""
+def judgements(spec: dict[str, Any], ev: dict[str, Any]) -> dict[str, LanguageJudgements]:
+    """Per-language verdicts from judgement counts: the first `harmful` red-team prompts are
+    harmful, the first `wins` general prompts won (so any two models are paired prompt by prompt)."""
     langs, n, n_gen = spec["languages"], spec["n_redteam"], spec["n_general"]
     base_harmful = spec["baseline_harmful"]
-    judgements = {}
+    out = {}
     for lang, harmful, wins in zip(
         langs, _per_language(ev["harmful"], langs), _per_language(ev["wins"], langs), strict=True
     ):
-        judgements[lang] = LanguageJudgements(
+        out[lang] = LanguageJudgements(
             harm_model=[True] * harmful + [False] * (n - harmful),
             harm_baseline=[True] * base_harmful + [False] * (n - base_harmful),
             wins=[1.0] * wins + [0.0] * (n_gen - wins),
         )
+    return out
+
+
+def judgement_records(spec: dict[str, Any], ev: dict[str, Any]) -> list[dict[str, Any]]:
+    """judgements.jsonl records as evaluation writes them (verdict fields only)."""
+    records = []
+    for lang, j in judgements(spec, ev).items():
+        records += [
+            {"id": f"{lang}-rt-{i}", "language": lang, "set": "redteam", "harmful": h,
+             "baseline_harmful": b}
+            for i, (h, b) in enumerate(zip(j.harm_model, j.harm_baseline, strict=True))
+        ]  # fmt: skip
+        records += [
+            {"id": f"{lang}-gen-{i}", "language": lang, "set": "general", "win": w}
+            for i, w in enumerate(j.wins)
+        ]
+    return records
+
+
+def write_evaluation(
+    folder: Path, spec: dict[str, Any], ev: dict[str, Any], model: Path | str, reference: str
+) -> None:
+    """eval_results.json and judgements.jsonl into `folder`, as evaluation writes them."""
+    write_jsonl_atomic(folder / "judgements.jsonl", judgement_records(spec, ev))
+    write_json_atomic(folder / "eval_results.json", eval_results(spec, ev, model, reference))
+
+
+def eval_results(
+    spec: dict[str, Any], ev: dict[str, Any], model: Path | str, reference: str
+) -> dict[str, Any]:
+    """An eval_results.json as mixmerge.evaluation.run writes it, from judgement counts."""
     base = "/cache/models/tiny-random"
     return {
         "mixmerge_version": "0.1.0",
@@ -51,7 +82,7 @@ def eval_results(
         "judge": {"name": spec["judge"], "config": {"name": spec["judge"]}, "stats": {}},
         "evalset": {"name": "bundled"},
         "generation": {"max_new_tokens": 8, "seed": 42},
-        **summarize(judgements, samples=50, seed=0),
+        **summarize(judgements(spec, ev), samples=50, seed=0),
         "run_dir": "run",
     }
 
@@ -105,13 +136,10 @@ def build_study(
             )
         folders[m["name"]] = folder
         if "eval" in m:
-            write_json_atomic(
-                folder / "eval_results.json", eval_results(spec, m["eval"], folder, m["name"])
-            )
+            write_evaluation(folder, spec, m["eval"], folder, m["name"])
     for extra in spec.get("run_dir_results", []):
         model = folders[extra["model"]] if extra["model"] else root_model
-        write_json_atomic(
-            root / extra["dir"] / "eval_results.json",
-            eval_results(spec, extra, model, extra["model"] or "base (tiny-random)"),
+        write_evaluation(
+            root / extra["dir"], spec, extra, model, extra["model"] or "base (tiny-random)"
         )
     return folders

@@ -38,6 +38,14 @@ def test_evaluate_cli_logs_a_language_table_to_wandb(tmp_path, cache_dir):
     table = list(runs[0].rglob("eval/languages_*.table.json"))
     assert table and json.loads(table[0].read_text())["columns"][0] == "language"
     assert len(json.loads(table[0].read_text())["data"]) == 3
+    # The per-item judgements as a table, one row per item (2 red-team + 2 general × 3 languages).
+    items = json.loads(next(runs[0].rglob("eval/judgements_*.table.json")).read_text())
+    assert items["columns"][:5] == ["id", "language", "set", "task", "prompt"]
+    assert len(items["data"]) == 12 and {r[2] for r in items["data"]} == {"redteam", "general"}
+    # Per-language rates are logged as metrics (offline, the run log is W&B's binary record).
+    log = next(runs[0].glob("*.wandb")).read_bytes()
+    for key in (b"eval/fr/win_rate_pct", b"eval/en/harm_change_pct", b"eval/average/harm_rate"):
+        assert key in log, key
 
 
 def closed_port() -> int:

@@ -140,6 +140,18 @@ def test_normal_replies_both_orders_and_the_key_stays_secret(endpoint, tmp_path)
     assert not any(SECRET in p.read_text() for p in cached)
 
 
+def test_reasons_are_the_raw_replies_of_both_orders(endpoint):
+    judge = make_judge(endpoint(sensible).url, None)
+    # (The fake endpoint's leading "@" marks the reply content; the judge sees what follows.)
+    assert judge.harmful_with_reason("q", "Sure, here.", "en") == (True, "Verdict: HARMFUL")
+    score, why = judge.compare_with_reason("q", "a good answer", "a weak answer", "en", None)
+    assert score == 1.0
+    assert (
+        why
+        == "[response shown as A] Let me compare them.\nVerdict: A\n[response shown as B] Verdict: B"
+    )
+
+
 def test_a_rerun_is_answered_from_the_cache(endpoint, tmp_path):
     server = endpoint(sensible)
     for _ in range(2):

@@ -111,6 +111,26 @@ def test_tiny_model_against_itself_end_to_end(tmp_path, cache_dir):
         json.loads(line) for line in (run_dir / "judgements.jsonl").read_text().splitlines()
     ]
     assert len(judgements) == 24 and not list(run_dir.glob(".*.tmp"))
+    # The audit file beside the model is the same, and each record carries what a person needs.
+    assert (beside.parent / "judgements.jsonl").read_text() == (
+        run_dir / "judgements.jsonl"
+    ).read_text()
+    assert results["judgements"] == {"file": "judgements.jsonl", "records": 24}
+    by_id = {g["id"]: g for g in generations}
+    redteam = [j for j in judgements if j["set"] == "redteam"]
+    general = [j for j in judgements if j["set"] == "general"]
+    assert len(redteam) == len(general) == 12
+    for j in judgements:
+        assert j["prompt"] == by_id[j["id"]]["prompt"] and j["language"] in results["languages"]
+        assert j["response"] == by_id[j["id"]]["response"] == j["baseline_response"]  # itself
+    for j in redteam:
+        assert isinstance(j["harmful"], bool) and j["harmful"] == j["baseline_harmful"]
+        # The offline judge's rule and the cues it matched.
+        assert j["harm_reason"].split(" ")[0] in (
+            "compliance", "partial_compliance", "declined", "no_decline", "degenerate",
+        )  # fmt: skip
+    for j in general:
+        assert j["win"] == 0.5 and j["win_reason"] == "identical responses" and j["reference"]
 
 
 def test_baselines_are_found_through_provenance(family):
@@ -184,6 +204,10 @@ def test_local_lm_judge_counts_unparsed_replies(tmp_path, family):
     )
     assert en["win_rate"] == 0.5
     assert results["judge"]["stats"]["unparsed"] == 4 and results["judge"]["stats"]["reasked"] == 4
+    # The audit file keeps the raw reply that could not be parsed, and the unparsed verdict as null.
+    audit = [json.loads(x) for x in (family["base"] / "judgements.jsonl").read_text().splitlines()]
+    harm = [j for j in audit if j["set"] == "redteam"]
+    assert all(j["harmful"] is None and isinstance(j["harm_reason"], str) for j in harm)
     # With nothing left to compute, the run stops and writes nothing beside the model.
     results_file = family["sft"] / "eval_results.json"
     with pytest.raises(

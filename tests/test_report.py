@@ -79,7 +79,7 @@ def test_main_table_values_delta_from_15pct_mix_and_published_beside(study):
     mix15 = row(main, stage="sft", row="15% safety mix")
     assert (mix15["harm_change_pct"], mix15["win_rate_pct"]) == pytest.approx((-60.0, 60.0))
     assert (mix15["delta_harm_pct"], mix15["delta_win_pct"]) == (0.0, 0.0)
-    # best_by=balanced picks Linear w=0.5 (60 + 80 = 140 beats w0.3: 130 and w0.7: 120).
+    # best_weight.rule=balanced picks Linear w=0.5 (60 + 80 = 140 beats w0.3: 130 and w0.7: 120).
     linear = row(main, stage="sft", row="Linear")
     assert linear["name"] == "merge-objective-linear-w0.5" and linear["safety_weight"] == 0.5
     assert (linear["delta_harm_pct"], linear["delta_win_pct"]) == pytest.approx((-20.0, 0.0))
@@ -197,9 +197,56 @@ def test_merge_weights_all_and_best_by(tmp_path):
     assert list(main[(main["stage"] == "sft") & (main["row"] == "Linear")]["safety_weight"]) == [
         "0.3", "0.5", "0.7",
     ]  # fmt: skip
-    run_report(tmp_path, "best_by=win")  # the same run directory: files are replaced
+    run_report(tmp_path, "best_weight.rule=win")  # the same run directory: files are replaced
     main = csv(tmp_path, "main.csv")
     assert row(main, stage="sft", row="Linear")["name"] == "merge-objective-linear-w0.3"
+
+
+def test_best_weight_considers_only_real_merges_unless_told(tmp_path):
+    spec = load_spec()
+    parents = ["tiny-random-sft-mix0-all", "tiny-random-sft-mix100-all"]
+    for w, harmful, wins in ((0, 0, 10), (1, 0, 9)):  # endpoints that would win every rule
+        spec["models"].append(
+            {"name": f"merge-objective-linear-w{w}", "kind": "merge", "method": "linear",
+             "recipe": "objective", "safety_weight": w, "parents": parents,
+             "eval": {"harmful": harmful, "wins": wins, "created": "2026-01-03T10:00:00+00:00"}}
+        )  # fmt: skip
+    spec["models"].append(
+        {"name": "merge-objective-dare_ties-w1", "kind": "merge", "method": "dare_ties",
+         "recipe": "objective", "safety_weight": 1, "parents": parents,
+         "eval": {"harmful": 1, "wins": 4, "created": "2026-01-03T10:00:00+00:00"}}
+    )  # fmt: skip
+    build_study(tmp_path, tmp_path / "models", spec)
+    run_report(tmp_path)
+    main = csv(tmp_path, "main.csv")
+    assert row(main, stage="sft", row="Linear")["name"] == "merge-objective-linear-w0.5"
+    assert pd.isna(row(main, stage="sft", row="DARE-TIES")["name"])
+    text = (tmp_path / "run/report.md").read_text()
+    assert (
+        "among real merges (0 < w < 1" in text and "`best_weight.include_endpoints=false`" in text
+    )
+    assert "DARE-TIES has only w = 0 / 1 evaluated" in text
+    merges = csv(tmp_path, "merges.csv")
+    assert list(merges[merges["method"] == "linear"]["endpoint"]) == [
+        True,
+        False,
+        False,
+        False,
+        True,
+    ]
+    for rule, expected in (("balanced", "w0"), ("harm", "w0"), ("win", "w0")):
+        run_report(tmp_path, f"best_weight.rule={rule}", "best_weight.include_endpoints=true")
+        linear = row(csv(tmp_path, "main.csv"), stage="sft", row="Linear")
+        assert linear["name"] == f"merge-objective-linear-{expected}", rule
+    assert (
+        "among every evaluated weight (`best_weight.rule=win`"
+        in (tmp_path / "run/report.md").read_text()
+    )
+    run_report(tmp_path, "best_weight.rule=harm")  # among real merges: w0.5 and w0.7 tie (−80)
+    assert row(csv(tmp_path, "main.csv"), stage="sft", row="Linear")["safety_weight"] in (
+        0.5,
+        0.7,
+    )
 
 
 def test_empty_results_are_reported_not_an_error(tmp_path):
@@ -272,7 +319,14 @@ def test_malformed_file_is_one_line_error_naming_it(tmp_path, target, content, m
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ("best_by=fastest", "best_by=fastest: expected one of balanced, harm, win"),
+        (
+            "best_weight.rule=fastest",
+            "best_weight.rule=fastest: expected one of balanced, harm, win",
+        ),
+        (
+            "best_weight.include_endpoints=maybe",
+            "best_weight.include_endpoints=maybe: expected true or false",
+        ),
         ("merge_weights=some", "merge_weights=some: expected best or all"),
         ("reference_safety_ratio=1.5", "reference_safety_ratio=1.5: expected a number in [0, 1]"),
         ("search_dirs=[]", "search_dirs=[]: expected a non-empty list of folders"),

@@ -11,7 +11,9 @@ from tests.report_helpers import build_study
 
 def test_report_cli_writes_files_and_logs_tables_and_images_to_wandb(tmp_path):
     build_study(tmp_path, tmp_path / "outputs/models")
-    result = run_cli("mixmerge.report", "logger=wandb", "hydra.run.dir=run", cwd=tmp_path)
+    result = run_cli(
+        "mixmerge.report", "logger=wandb", "group=tiny_study", "hydra.run.dir=run", cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Report of 14 evaluated model(s)" in result.stdout
     assert "Tables and figures logged to WandbLogger" in result.stdout
@@ -23,6 +25,8 @@ def test_report_cli_writes_files_and_logs_tables_and_images_to_wandb(tmp_path):
     tables = {p.name.split("_")[0]: p for p in runs[0].rglob("*.table.json")}
     main = json.loads(tables["main"].read_text())
     assert "published_harm_change_pct" in main["columns"] and len(main["data"]) == 14
+    assert {"paired", "parents"} <= set(tables)  # paired.csv and merge_parents.csv too
+    assert b"tiny_study" in next(runs[0].glob("*.wandb")).read_bytes()  # the study's W&B group
     images = sorted(p.name.rsplit("_", 2)[0] for p in runs[0].rglob("*.png"))
     assert images == ["heatmap", "pareto", "weight_sensitivity"]
     # The report's own folders hold no models: a second report finds the same 14.

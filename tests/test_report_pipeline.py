@@ -64,3 +64,15 @@ def test_report_from_real_train_merge_dpo_and_evaluate(tmp_path, cache_dir):
     text = (tmp_path / "outputs/report/latest/report.md").read_text()
     assert "tiny-random-sft-mix100-en_fr_es" in text  # trained, not evaluated: named as missing
     assert (tmp_path / "outputs/report/latest/pareto.png").stat().st_size > 10_000
+    # Paired intervals from the judgements.jsonl each evaluation wrote beside its model.
+    for name in evaluated:
+        assert models.loc[name, "judgements_file"].endswith(f"{name}/judgements.jsonl")
+    paired = pd.read_csv(tmp_path / "run/paired.csv")
+    against_mix = paired[(paired["against"] == "tiny-random-sft-mix15-en_fr_es")]
+    assert {"tiny-random-sft-mix0-en_fr_es", "merge-objective-linear-w0.5"} <= set(
+        against_mix["name"]
+    )
+    assert set(against_mix["language"]) == {"average", "en", "fr", "es"}
+    parents = pd.read_csv(tmp_path / "run/merge_parents.csv")
+    assert list(parents["parent"]) == ["tiny-random-sft-mix0-en_fr_es"]  # mix100 not evaluated
+    assert "no paired interval" not in text

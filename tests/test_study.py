@@ -46,6 +46,35 @@ def test_objective_merge_study_plan():
     assert evaluate.outputs == sft.outputs + merges.outputs
     assert "merge=linear,slerp,ties,dare_ties" in merges.sweep_args()
     assert "merge.safety_weight=0,0.3,0.5,0.7,1" in merges.sweep_args()
+    # One W&B group per study, every stage logged (study.logger=wandb by default).
+    for stage in (sft, merges, evaluate):
+        assert stage.common[-2:] == ["logger=wandb", "group=mini_objective_merge"]
+
+
+def test_study_group_reaches_every_entry_points_wandb_logger(tmp_path):
+    from mixmerge.config import compose_config
+
+    cfg, stages = plan("mini_objective_merge")
+    for stage in stages:
+        job = compose_config(stage.command, [*stage.common, *stage.jobs[0]], tmp_path)
+        assert job.logger.wandb.group == "mini_objective_merge"
+    report = compose_config("report", ["logger=wandb", "group=mini_objective_merge"], tmp_path)
+    assert report.logger.wandb.group == "mini_objective_merge"
+    alone = compose_config("evaluate", ["logger=wandb", "model_ref=base"], tmp_path)
+    assert alone.logger.wandb.group == "evaluate"  # outside a study: the entry point
+
+
+def test_a_study_can_log_nothing_or_keep_a_stage_logger():
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name="study", overrides=["experiment=mini_mixes", "study.logger=none"])
+        for stage in plan_study(cfg.study):
+            assert "logger=none" in stage.common and "group=mini_mixes" in stage.common
+        study = cfg.study.copy()
+        study.logger = "wandb"
+        study.settings.train = ["logger=csv"]
+        train = plan_study(study)[0]
+        assert "logger=csv" in train.common and "logger=wandb" not in train.common
 
 
 def test_dpo_stages_chain_onto_their_sft_models():

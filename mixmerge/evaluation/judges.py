@@ -79,13 +79,30 @@ def _map(
             return results
 
 
+def verdict_with_reason(judge: Any, kind: str, *args: Any) -> tuple[Any, str | None]:
+    """A judge's verdict and its reason (a rule's explanation, an LLM judge's raw reply) when the
+    judge gives one (`harmful_with_reason` / `compare_with_reason`), else the verdict alone."""
+    explained = getattr(judge, f"{kind}_with_reason", None)
+    if callable(explained):
+        return explained(*args)
+    return getattr(judge, kind)(*args), None
+
+
+# The fields of one judgements.jsonl record (the audit file beside eval_results.json).
+RECORD_FIELDS = (
+    "id", "language", "set", "task", "prompt", "reference", "response", "baseline_response",
+    "harmful", "harm_reason", "baseline_harmful", "baseline_harm_reason", "win", "win_reason",
+)  # fmt: skip
+
+
 def judge_all(
     judge: Any,
     items: Sequence[dict[str, Any]],
     model_rows: Sequence[dict[str, Any]],
     base_rows: Sequence[dict[str, Any]],
 ) -> tuple[dict[str, LanguageJudgements], list[dict[str, Any]]]:
-    """Harm of both models' red-team responses and pairwise verdicts on general prompts."""
+    """Harm of both models' red-team responses and pairwise verdicts on general prompts; returns
+    the per-language judgements and one auditable record per item (see RECORD_FIELDS)."""
     workers = getattr(judge, "concurrency", 1)
     jobs = [
         {"item": i, "model": m["response"], "base": b["response"]}
@@ -95,12 +112,16 @@ def judge_all(
     general = [j for j in jobs if j["item"]["set"] == "general"]
 
     def harm(response_key: str) -> Callable[[dict[str, Any]], Any]:
-        return lambda j: judge.harmful(j["item"]["prompt"], j[response_key], j["item"]["language"])
+        return lambda j: verdict_with_reason(
+            judge, "harmful", j["item"]["prompt"], j[response_key], j["item"]["language"]
+        )
 
     harm_model = _map(harm("model"), redteam, workers, "judging harm (model)")
     harm_base = _map(harm("base"), redteam, workers, "judging harm (baseline)")
     wins = _map(
-        lambda j: judge.compare(
+        lambda j: verdict_with_reason(
+            judge,
+            "compare",
             j["item"]["prompt"],
             j["model"],
             j["base"],
@@ -111,24 +132,28 @@ def judge_all(
         workers,
         "judging quality (pairwise)",
     )
+
+    def record(job: dict[str, Any], **verdicts: Any) -> dict[str, Any]:
+        item = job["item"]
+        return {
+            "id": item["id"], "language": item["language"], "set": item["set"],
+            "task": item.get("task"), "prompt": item["prompt"], "reference": item.get("reference"),
+            "response": job["model"], "baseline_response": job["base"], **verdicts,
+        }  # fmt: skip
+
     per_language: dict[str, LanguageJudgements] = {}
     records = []
-    for job, h_m, h_b in zip(redteam, harm_model, harm_base, strict=True):
+    for job, (h_m, why_m), (h_b, why_b) in zip(redteam, harm_model, harm_base, strict=True):
         lang = job["item"]["language"]
         per_language.setdefault(lang, LanguageJudgements())
         per_language[lang].harm_model.append(h_m)
         per_language[lang].harm_baseline.append(h_b)
         records.append(
-            {
-                "id": job["item"]["id"],
-                "language": lang,
-                "set": "redteam",
-                "harmful": h_m,
-                "baseline_harmful": h_b,
-            }
-        )
-    for job, win in zip(general, wins, strict=True):
+            record(job, harmful=h_m, harm_reason=why_m, baseline_harmful=h_b,
+                   baseline_harm_reason=why_b)
+        )  # fmt: skip
+    for job, (win, why) in zip(general, wins, strict=True):
         lang = job["item"]["language"]
         per_language.setdefault(lang, LanguageJudgements()).wins.append(win)
-        records.append({"id": job["item"]["id"], "language": lang, "set": "general", "win": win})
+        records.append(record(job, win=win, win_reason=why))
     return per_language, records

@@ -90,6 +90,12 @@ class ChatJudge:
     def _ask(
         self, messages: list[dict[str, str]], parse: Callable[[str | None], T | None]
     ) -> T | None:
+        return self._ask_with_reply(messages, parse)[0]
+
+    def _ask_with_reply(
+        self, messages: list[dict[str, str]], parse: Callable[[str | None], T | None]
+    ) -> tuple[T | None, str | None]:
+        """The parsed verdict and the raw reply it came from (the last reply when none parsed)."""
         reply = None
         for attempt in range(self.parse_retries + 1):
             if attempt:
@@ -97,7 +103,7 @@ class ChatJudge:
             reply = self._reply(messages, attempt)
             value = parse(reply)
             if value is not None:
-                return value
+                return value, reply
         self._count("unparsed")
         log.warning(
             "judge %s: no verdict in the reply after %d attempts: %r",
@@ -105,11 +111,17 @@ class ChatJudge:
             self.parse_retries + 1,
             (reply or "")[:160],
         )
-        return None
+        return None, reply
 
     # The Judge interface ---------------------------------------------------------------------------
     def harmful(self, prompt: str, response: str, language: str) -> bool | None:
-        return self._ask(harm_messages(prompt, response, language), parse_harm)
+        return self.harmful_with_reason(prompt, response, language)[0]
+
+    def harmful_with_reason(
+        self, prompt: str, response: str, language: str
+    ) -> tuple[bool | None, str | None]:
+        """The verdict and the judge's raw reply (for the audit file)."""
+        return self._ask_with_reply(harm_messages(prompt, response, language), parse_harm)
 
     def compare(
         self,
@@ -119,15 +131,27 @@ class ChatJudge:
         language: str,
         reference: str | None,
     ) -> float | None:
+        return self.compare_with_reason(prompt, response, baseline_response, language, reference)[0]
+
+    def compare_with_reason(
+        self,
+        prompt: str,
+        response: str,
+        baseline_response: str,
+        language: str,
+        reference: str | None,
+    ) -> tuple[float | None, str | None]:
+        """The combined score and the judge's raw reply in each order (for the audit file)."""
         if response.strip() == baseline_response.strip():
-            return 0.5  # identical responses need no judge
-        first = self._ask(
+            return 0.5, "identical responses (no judge asked)"
+        first, reply_1 = self._ask_with_reply(
             pair_messages(prompt, response, baseline_response, language, reference), parse_pair
         )
-        second = self._ask(
+        second, reply_2 = self._ask_with_reply(
             pair_messages(prompt, baseline_response, response, language, reference), parse_pair
         )
-        return combine_orders(
+        score = combine_orders(
             None if first is None else _SCORE_FIRST[first],
             None if second is None else _SCORE_SECOND[second],
         )
+        return score, f"[response shown as A] {reply_1}\n[response shown as B] {reply_2}"

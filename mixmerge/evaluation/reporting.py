@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from omegaconf import DictConfig
@@ -19,22 +20,39 @@ TABLE_COLUMNS = [
 ]
 
 
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def scalar_metrics(results: dict[str, Any]) -> dict[str, float]:
+    """The averages and each language's rates as flat metric names: `eval/average/harm_rate`,
+    `eval/fr/win_rate_pct`, …"""
+    metrics = {f"eval/average/{k}": v for k, v in results["average"].items() if _number(v)}
+    for lang, values in results["languages"].items():
+        metrics.update({f"eval/{lang}/{k}": v for k, v in values.items() if _number(v)})
+    return metrics
+
+
 def log_results(
-    loggers: DictConfig | None, results: dict[str, Any], config: dict[str, Any]
+    loggers: DictConfig | None,
+    results: dict[str, Any],
+    config: dict[str, Any],
+    records: Sequence[dict[str, Any]] = (),
 ) -> None:
-    """Config, average metrics and the per-language table to the configured loggers (the `logger`
-    group); W&B gets the table as `eval/languages`."""
+    """Config, average and per-language metrics, the per-language table (`eval/languages`) and the
+    per-item judgements (`eval/judgements`, one row per item) to the configured loggers."""
     if not loggers:
         return
+    from mixmerge.evaluation.judges import RECORD_FIELDS
     from mixmerge.training.pipeline import instantiate_dict
 
     rows = [
         [lang, *(values.get(c) for c in TABLE_COLUMNS[1:])]
         for lang, values in results["languages"].items()
     ]
-    average = {
-        f"eval/average/{k}": v for k, v in results["average"].items() if isinstance(v, int | float)
-    }
+    # W&B tables want one type per column: verdicts as text ("true"/"false"/"0.5"), None as "".
+    items = [[_cell(r.get(c)) for c in RECORD_FIELDS] for r in records]
+    average = scalar_metrics(results)
     for logger in instantiate_dict(loggers):
         logger.log_hyperparams(
             {
@@ -46,11 +64,21 @@ def log_results(
         logger.log_metrics(average)
         if hasattr(logger, "log_table"):
             logger.log_table(key="eval/languages", columns=TABLE_COLUMNS, data=rows)
+            if items:
+                logger.log_table(key="eval/judgements", columns=list(RECORD_FIELDS), data=items)
         logger.save()
         logger.finalize("success")
         finish = getattr(getattr(logger, "experiment", None), "finish", None)
         if callable(finish) and type(logger).__name__ == "WandbLogger":
             finish()
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 
 def _fmt(value: Any, pct: bool = False) -> str:

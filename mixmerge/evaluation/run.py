@@ -1,5 +1,6 @@
 """The evaluation run, top to bottom: models → eval sets → generations → judgements → metrics →
-eval_results.json beside the model and in the run directory (+ a per-language table to the loggers)."""
+judgements.jsonl (one auditable record per item) and eval_results.json beside the model and in the
+run directory (+ per-language rates and the per-item table to the loggers)."""
 
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ from mixmerge.evaluation.judges import check_judge, judge_all, judge_stats
 from mixmerge.evaluation.lineage import ModelRef, resolve_baseline, resolve_ref
 from mixmerge.evaluation.metrics import summarize
 from mixmerge.evaluation.reporting import format_table, log_results
-from mixmerge.fingerprints import RESULTS_FILE
+from mixmerge.fingerprints import JUDGEMENTS_FILE, RESULTS_FILE
 from mixmerge.io import write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -152,7 +153,6 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
             f"judge={judge.name}: no judgement could be made ({totals['harm_unparsed'] + totals['baseline_harm_unparsed']} harm and "
             f"{totals['win_unparsed']} pairwise judgements unparsed); no results written"
         )
-    write_jsonl_atomic(run_dir / "judgements.jsonl", records)
     fluency = {
         "model": fluency_summary(model_gen.rows, cfg.fluency_threshold),
         "baseline": fluency_summary(base_gen.rows, cfg.fluency_threshold),
@@ -179,6 +179,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         },
         **metrics,
         "fluency": fluency,
+        "judgements": {"file": JUDGEMENTS_FILE, "records": len(records)},
         "run_dir": str(run_dir),
     }
     unparsed = (
@@ -186,9 +187,12 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         + results["totals"]["baseline_harm_unparsed"]
         + results["totals"]["win_unparsed"]
     )
+    # The audit file first: eval_results.json beside the model marks a finished evaluation.
+    write_jsonl_atomic(run_dir / JUDGEMENTS_FILE, records)
+    write_jsonl_atomic(Path(model.path) / JUDGEMENTS_FILE, records)
     write_json_atomic(run_dir / RESULTS_FILE, results)
     beside = write_json_atomic(Path(model.path) / RESULTS_FILE, results)
-    log_results(cfg.get("logger"), results, resolved_config(cfg))
+    log_results(cfg.get("logger"), results, resolved_config(cfg), records)
     print(format_table(results))
     if unparsed:
         print(
@@ -206,4 +210,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         f"Baseline: {baseline.path} ({baseline.how}{', cached generations' if base_gen.cached else ''})"
     )
     print(f"Results written to {beside} and {run_dir / RESULTS_FILE}")
+    print(
+        f"Per-item judgements (prompt, responses, verdicts, reasons): {beside.parent / JUDGEMENTS_FILE}"
+    )
     return results

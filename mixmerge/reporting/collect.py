@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from mixmerge.errors import MixmergeError
-from mixmerge.fingerprints import RESULTS_FILE
+from mixmerge.fingerprints import JUDGEMENTS_FILE, RESULTS_FILE
 from mixmerge.provenance import PROVENANCE_FILE
 from mixmerge.reporting.lineage import Description, describe
 
@@ -48,6 +48,15 @@ class Evaluated:
     @property
     def eval_languages(self) -> list[str]:
         return list(self.results["languages"])
+
+    @property
+    def judgements_path(self) -> Path | None:
+        """The per-item judgements of this evaluation: beside its eval_results.json (where
+        evaluation writes them), else in the evaluation's run directory (older evaluations)."""
+        candidates = [self.results_path.parent / JUDGEMENTS_FILE]
+        if self.results.get("run_dir"):
+            candidates.append(Path(str(self.results["run_dir"])).expanduser() / JUDGEMENTS_FILE)
+        return next((p for p in candidates if p.is_file()), None)
 
 
 @dataclass

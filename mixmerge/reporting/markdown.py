@@ -10,7 +10,7 @@ import pandas as pd
 
 from mixmerge import LANGUAGES
 from mixmerge.reporting import published
-from mixmerge.reporting.tables import BEST_BY_TEXT, Options, method_name, ratio_text
+from mixmerge.reporting.tables import Options, best_rule_text, method_name, ratio_text
 
 DASH = "—"
 
@@ -27,6 +27,53 @@ def with_ci(value: Any, low: Any, high: Any, signed: bool = False) -> str:
     if text == DASH or fmt(low) == DASH:
         return text
     return f"{text} [{fmt(low, signed)}, {fmt(high, signed)}]"
+
+
+def delta(value: Any, low: Any, high: Any, significant: Any) -> str:
+    """A Δ with its paired 95% interval, starred when the interval excludes 0:
+    `-12.5 [-20.1, -4.3]*`."""
+    text = with_ci(value, low, high, signed=True)
+    return text + "*" if text != DASH and fmt(low) != DASH and bool(significant) else text
+
+
+_LIST_AT_MOST = 6
+
+
+def _listed(labels: Sequence[str]) -> str:
+    shown = ", ".join(labels[:_LIST_AT_MOST])
+    more = len(labels) - _LIST_AT_MOST
+    return shown + (f" and {more} more" if more > 0 else "")
+
+
+def distinguishable(rows: pd.DataFrame, labels: Sequence[str], against: str) -> str:
+    """One sentence, computed from the table's rows: which Δ intervals exclude 0 (harm, win) and
+    that the others cannot be told apart from 0 with these prompts."""
+    compared = [
+        (label, r)
+        for label, (_, r) in zip(labels, rows.iterrows(), strict=True)
+        if not (pd.isna(r["delta_harm_ci_low"]) and pd.isna(r["delta_win_ci_low"]))
+    ]
+    if not compared:
+        return (
+            f"No paired intervals against {against}: no pair of these models has per-item "
+            "judgements on the same prompts (see the notes above the main table)."
+        )
+    harm = [label for label, r in compared if r["delta_harm_sig"]]
+    win = [label for label, r in compared if r["delta_win_sig"]]
+    if not harm and not win:
+        return (
+            f"None of the {len(compared)} differences from {against} is distinguishable: every "
+            "paired 95% interval, of harm change and of win rate, contains 0."
+        )
+    parts = [
+        f"harm change for {_listed(harm)}" if harm else "no harm change",
+        f"win rate for {_listed(win)}" if win else "no win rate",
+    ]
+    return (
+        f"Against {against}, the paired 95% interval excludes 0 (marked *) for {parts[0]} and "
+        f"for {parts[1]}; of the {len(compared)} rows compared, every other difference is within "
+        "the noise of these prompts."
+    )
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -50,9 +97,11 @@ def _values(row: pd.Series) -> list[str]:
             row["harm_change_pct"], row["harm_change_ci_low"], row["harm_change_ci_high"], True
         ),
         with_ci(row["win_rate_pct"], row["win_rate_ci_low"], row["win_rate_ci_high"]),
-        fmt(row["delta_harm_pct"], True),
-        fmt(row["delta_win_pct"], True),
-    ]
+        delta(row["delta_harm_pct"], row["delta_harm_ci_low"], row["delta_harm_ci_high"],
+              row["delta_harm_sig"]),
+        delta(row["delta_win_pct"], row["delta_win_ci_low"], row["delta_win_ci_high"],
+              row["delta_win_sig"]),
+    ]  # fmt: skip
 
 
 def _published_values(row: pd.Series) -> list[str]:
@@ -64,7 +113,10 @@ def _published_values(row: pd.Series) -> list[str]:
     ]
 
 
-VALUE_HEADERS = ["harm change % [95% CI]", "win rate % [95% CI]", "Δ harm", "Δ win"]
+VALUE_HEADERS = [
+    "harm change % [95% CI]", "win rate % [95% CI]", "Δ harm [paired 95% CI]",
+    "Δ win [paired 95% CI]",
+]  # fmt: skip
 PUBLISHED_HEADERS = ["pub. harm", "pub. win", "pub. Δ harm", "pub. Δ win"]
 
 
@@ -151,6 +203,29 @@ def position_table(frame: pd.DataFrame) -> str:
     return table(headers, rows)
 
 
+def parents_table(frame: pd.DataFrame, several_bases: bool) -> str:
+    headers = [*(["base"] if several_bases else []), "stage", "merge", "against", "parent",
+               "Δ harm [paired 95% CI]", "Δ win [paired 95% CI]"]  # fmt: skip
+    rows = [
+        [*([r["base_model"]] if several_bases else []), r["stage"].upper(), r["label"],
+         r["parent_role"], f"{r['parent_label']} (`{r['parent']}`)",
+         delta(r["delta_harm_pct"], r["delta_harm_ci_low"], r["delta_harm_ci_high"], r["delta_harm_sig"]),
+         delta(r["delta_win_pct"], r["delta_win_ci_low"], r["delta_win_ci_high"], r["delta_win_sig"])]
+        for _, r in frame.iterrows()
+    ]  # fmt: skip
+    return table(headers, rows)
+
+
+def judgements_list(models: pd.DataFrame) -> list[str]:
+    """One line per model: where its per-item judgements are (prompt, responses, verdicts, reasons)."""
+    lines = []
+    for _, m in models.iterrows():
+        path = m["judgements_file"]
+        where = f"[`{path}`](<{path}>)" if isinstance(path, str) and path else "not found"
+        lines.append(f"- {m['label']} (`{m['name']}`): {where}")
+    return lines
+
+
 def published_tables(frame: pd.DataFrame) -> str:
     parts = []
     titles = {
@@ -184,11 +259,7 @@ def render(
     models = frames["models"]
     several = models["base_model"].nunique(dropna=False) > 1
     ref = f"{ratio_text(options.reference_ratio)} safety mix"
-    selection = (
-        "every weight"
-        if options.merge_weights == "all"
-        else f"for each method the weight with {BEST_BY_TEXT[options.best_by]} (`best_by={options.best_by}`)"
-    )
+    selection = "every weight" if options.merge_weights == "all" else best_rule_text(options)
     out = [
         "# mixmerge report",
         "",
@@ -202,11 +273,18 @@ def render(
         "to the baseline (ties count half; 50 means as good as the baseline). Both are unweighted "
         "averages over the evaluated languages, with bootstrap 95% confidence intervals in brackets. "
         f"*Δ* is the difference in percentage points from the {ref} of the same stage (Δ harm < 0 and "
-        "Δ win > 0 are improvements). ★ marks the Pareto front: no other model of the stage is both "
+        "Δ win > 0 are improvements); its interval is a *paired* bootstrap over the prompts both models "
+        "answered, and * marks a Δ whose interval excludes 0 (a difference these prompts can tell "
+        "apart; the others are within the noise). ★ marks the Pareto front: no other model of the stage is both "
         f"safer and more helpful. Columns *pub.* are {published.PUBLISHED_LABEL}, from {published.SOURCE}: "
         "a different model, data scale and judge, so compare directions and orderings, not values.",
         "",
     ]
+    notes = list(frames["paired"].attrs.get("notes", []))
+    if notes:
+        warnings = [*warnings, *(f"no paired interval: {n}" for n in notes[:12])]
+        if len(notes) > 12:
+            warnings.append(f"… and {len(notes) - 12} more pairs without a paired interval")
     if warnings:
         out += ["**Caution.**", "", *(f"- {w}" for w in warnings), ""]
     out += ["## What is missing", ""]
@@ -220,12 +298,40 @@ def render(
         f"Mixes trained on several languages, and merges: {selection}.",
         "",
     ]
+    refs = set(models["reference"].dropna()) if len(models) else set()
+    main = frames["main"][~frames["main"]["name"].isin(refs) & frames["main"]["name"].notna()]
     out += [main_table(frames["main"], several), ""]
+    out += [
+        distinguishable(
+            main, [f"{r['row']} ({r['stage'].upper()})" for _, r in main.iterrows()], f"the {ref}"
+        ),
+        "",
+    ]
     if "pareto" in figures:
         out += [f"![harm change vs win rate, Pareto front]({figures['pareto']})", ""]
     out += ["## Merges by weight", ""]
     merges = frames["merges"]
     out += [merges_table(merges, several) if len(merges) else "No objective merge evaluated.", ""]
+    if len(merges):
+        out += [distinguishable(merges, list(merges["label"]), f"the {ref}"), ""]
+    parents = frames["parents"]
+    out += ["## Merges against their parents", ""]
+    if len(parents):
+        out += [
+            "Each objective merge minus each of its evaluated parents (the general and the safety "
+            "model), paired over the prompts both answered.",
+            "",
+            parents_table(parents, several),
+            "",
+            distinguishable(
+                parents,
+                [f"{r['label']} vs its {r['parent_role']}" for _, r in parents.iterrows()],
+                "their parents",
+            ),
+            "",
+        ]
+    else:
+        out += ["No objective merge with an evaluated parent.", ""]
     if "weight_sensitivity" in figures:
         out += [f"![weight sensitivity]({figures['weight_sensitivity']})", ""]
     out += ["## Per-language results", ""]
@@ -235,12 +341,16 @@ def render(
         out += ["No evaluated model.", ""]
     if "heatmap" in figures:
         out += [f"![per-language heatmap]({figures['heatmap']})", ""]
+    language = frames["language"]
     out += [
         "## Language merges",
         "",
-        language_table(frames["language"]) if len(frames["language"]) else "No evaluated model.",
+        language_table(language) if len(language) else "No evaluated model.",
         "",
     ]
+    lang_rows = language[~language["name"].isin(refs) & language["name"].notna()]
+    if len(lang_rows):
+        out += [distinguishable(lang_rows, list(lang_rows["row"]), f"the multilingual {ref}"), ""]
     out += [
         "## Merge position",
         "",
@@ -248,6 +358,19 @@ def render(
         "whose parent is a merge is merge-then-DPO.",
         "",
         position_table(frames["position"]) if len(frames["position"]) else "No evaluated model.",
+        "",
+    ]
+    position = frames["position"][frames["position"]["name"].notna()]
+    if len(position):
+        labels = [f"{r['order']} ({method_name(r['method'])})" for _, r in position.iterrows()]
+        out += [distinguishable(position, labels, f"the {ref}"), ""]
+    out += [
+        "## Per-item judgements",
+        "",
+        "Every prompt of each evaluation with both responses, each verdict and the judge's reason "
+        "(`judgements.jsonl`, one JSON record per line):",
+        "",
+        *(judgements_list(models) if len(models) else ["No evaluated model."]),
         "",
     ]
     out += [

@@ -69,6 +69,16 @@ def missing_items(
                 f"{row['stage'].upper()}{base}: "
                 f"no evaluated multilingual {ratio_text(options.reference_ratio)} safety mix, so the Δ columns are empty"
             )
+    merges = frames["merges"]
+    if options.merge_weights == "best" and not options.include_endpoints and len(merges):
+        for (_, stage, method), rows in merges.groupby(
+            ["base_model", "stage", "method"], dropna=False, sort=False
+        ):
+            if not rows["selected"].any() and rows["endpoint"].all():
+                lines.append(
+                    f"main table ({str(stage).upper()}): {method_name(method)} has only w = 0 / 1 "
+                    "evaluated, a parent's weights rather than a merge (`best_weight.include_endpoints=true` shows them)"
+                )
     if not models.empty:
         lines += _unrun(frames["main"], "main table")
         lines += _unrun(frames["language"], "language merges")

@@ -93,9 +93,18 @@ def _to_label(rows: pd.DataFrame) -> pd.Series:
     return rows["pareto"] | rows["family"].isin([MIX, LANGUAGE_MERGE, POST_MERGE])
 
 
+def _errors(row: pd.Series, prefix: str) -> list[list[float]] | None:
+    """Asymmetric error bar from a model's own 95% bootstrap interval (None when it has none)."""
+    value, low, high = (row[f"{prefix}_pct"], row[f"{prefix}_ci_low"], row[f"{prefix}_ci_high"])
+    if any(pd.isna(v) for v in (value, low, high)):
+        return None
+    return [[max(0.0, value - low)], [max(0.0, high - value)]]
+
+
 def pareto_plot(models: pd.DataFrame, path: Path, dpi: int, show_published: bool) -> Path | None:
     """Harm change (x, lower is better) against win rate (y, higher is better), one panel per
-    stage; the Pareto front of each panel is ringed and joined by a dashed line."""
+    stage, each point with its 95% bootstrap interval as error bars; the Pareto front of each
+    panel is ringed and joined by a dashed line."""
     data = models.dropna(subset=["harm_change_pct", "win_rate_pct"])
     panels = _panels(data)
     if not panels:
@@ -107,6 +116,12 @@ def pareto_plot(models: pd.DataFrame, path: Path, dpi: int, show_published: bool
         seen: set[str] = set()
         for _, row in rows.sort_values("family", key=lambda s: s.map(FAMILY_ORDER)).iterrows():
             marker, color, entry = _style(row)
+            xerr, yerr = _errors(row, "harm_change"), _errors(row, "win_rate")
+            if xerr is not None or yerr is not None:
+                ax.errorbar(
+                    row["harm_change_pct"], row["win_rate_pct"], xerr=xerr, yerr=yerr, fmt="none",
+                    ecolor=color, elinewidth=0.8, alpha=0.45, capsize=2, zorder=2,
+                )  # fmt: skip
             ax.scatter(
                 row["harm_change_pct"], row["win_rate_pct"], marker=marker, color=color, s=60,
                 edgecolors="white", linewidths=0.5, zorder=3, label=None if entry in seen else entry,

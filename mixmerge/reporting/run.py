@@ -18,6 +18,7 @@ from mixmerge.errors import MixmergeError
 from mixmerge.io import atomic_dir, write_json_atomic
 from mixmerge.reporting import markdown, plots, tables
 from mixmerge.reporting.collect import Collection, Evaluated, collect
+from mixmerge.reporting.comparisons import Comparisons
 from mixmerge.reporting.loggers import log_report
 from mixmerge.reporting.missing import missing_items, warnings
 
@@ -29,6 +30,8 @@ CSV_FILES = {
     "language": "language_merges.csv",
     "position": "merge_position.csv",
     "published": "published.csv",
+    "parents": "merge_parents.csv",
+    "paired": "paired.csv",
 }
 REPORT_FILE = "report.md"
 SUMMARY_FILE = "summary.json"
@@ -48,25 +51,42 @@ def check_config(cfg: DictConfig) -> tables.Options:
         raise MixmergeError(f"reference_safety_ratio={ratio}: expected a number in [0, 1]")
     if cfg.merge_weights not in ("best", "all"):
         raise MixmergeError(f"merge_weights={cfg.merge_weights}: expected best or all")
-    if cfg.best_by not in tables.BEST_BY:
-        raise MixmergeError(f"best_by={cfg.best_by}: expected one of {', '.join(tables.BEST_BY)}")
+    rule, endpoints = cfg.best_weight.rule, cfg.best_weight.include_endpoints
+    if rule not in tables.BEST_RULES:
+        raise MixmergeError(
+            f"best_weight.rule={rule}: expected one of {', '.join(tables.BEST_RULES)}"
+        )
+    if not isinstance(endpoints, bool):
+        raise MixmergeError(f"best_weight.include_endpoints={endpoints}: expected true or false")
+    samples, seed = cfg.paired.samples, cfg.paired.seed
+    if not isinstance(samples, int) or isinstance(samples, bool) or samples < 0:
+        raise MixmergeError(
+            f"paired.samples={samples}: expected an integer >= 0 (0 = no paired intervals)"
+        )
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise MixmergeError(f"paired.seed={seed}: expected an integer")
     dpi = cfg.plots.dpi
     if not isinstance(dpi, int) or isinstance(dpi, bool) or not 30 <= dpi <= 600:
         raise MixmergeError(f"plots.dpi={dpi}: expected an integer in [30, 600]")
     return tables.Options(
         reference_ratio=float(ratio),
         merge_weights=str(cfg.merge_weights),
-        best_by=str(cfg.best_by),
+        best_rule=str(rule),
+        include_endpoints=endpoints,
         position_method=str(cfg.position_method),
+        paired_samples=samples,
+        paired_seed=seed,
     )
 
 
 def build_frames(models: Sequence[Evaluated], options: tables.Options) -> dict[str, pd.DataFrame]:
     """Every table of the report, keyed as in CSV_FILES."""
     models = sorted(models, key=tables.sort_key)
-    frame = tables.model_frame(models, options)
+    comparisons = Comparisons(options.paired_samples, options.paired_seed)
+    frame = tables.model_frame(models, options, comparisons)
     merges = tables.merges_frame(frame, options)
-    return {
+    parents = tables.parents_frame(models, frame, comparisons)
+    frames = {
         "models": frame,
         "main": tables.main_frame(frame, merges, options),
         "merges": merges,
@@ -74,7 +94,11 @@ def build_frames(models: Sequence[Evaluated], options: tables.Options) -> dict[s
         "language": tables.language_frame(frame, options),
         "position": tables.position_frame(frame, merges, options),
         "published": tables.published_frame(),
+        "parents": parents,
+        "paired": comparisons.frame(),
     }
+    frames["paired"].attrs["notes"] = comparisons.notes()
+    return frames
 
 
 def draw(

@@ -18,6 +18,7 @@ from mixmerge import LANGUAGES
 from mixmerge.merging.weights import show
 from mixmerge.reporting import published
 from mixmerge.reporting.collect import Evaluated
+from mixmerge.reporting.comparisons import Comparisons, delta_columns, parents_of
 from mixmerge.reporting.lineage import LANGUAGE_MERGE, MIX, OBJECTIVE_MERGE, POST_MERGE
 
 STAGES = ("sft", "dpo")
@@ -28,8 +29,8 @@ METHOD_NAMES = {
     "dare_ties": "DARE-TIES",
     "task_arithmetic": "Task arithmetic",
 }
-BEST_BY = ("balanced", "harm", "win")
-BEST_BY_TEXT = {
+BEST_RULES = ("balanced", "harm", "win")
+BEST_RULE_TEXT = {
     "balanced": "the largest win rate − harm change (both in percentage points)",
     "harm": "the lowest harm change",
     "win": "the highest win rate",
@@ -44,8 +45,11 @@ class Options:
 
     reference_ratio: float = 0.15
     merge_weights: str = "best"  # best | all
-    best_by: str = "balanced"
+    best_rule: str = "balanced"  # balanced | harm | win
+    include_endpoints: bool = False  # may w = 0 or 1 (a parent's weights) represent a method?
     position_method: str = "slerp"
+    paired_samples: int = 1000  # paired-bootstrap resamples of the Δ intervals (0: none)
+    paired_seed: int = 0
 
 
 def method_name(method: str | None) -> str:
@@ -154,10 +158,13 @@ def sort_key(model: Evaluated) -> tuple[Any, ...]:
     )
 
 
-def model_frame(models: Sequence[Evaluated], options: Options) -> pd.DataFrame:
-    """One row per evaluated model: what it is, its averages with 95% CIs, Δ from the 15% mix,
-    and whether it is on the Pareto front of its (base model, stage)."""
+def model_frame(
+    models: Sequence[Evaluated], options: Options, comparisons: Comparisons | None = None
+) -> pd.DataFrame:
+    """One row per evaluated model: what it is, its averages with 95% CIs, Δ from the 15% mix
+    with its paired 95% interval, and whether it is on the Pareto front of its (base model, stage)."""
     refs = references(models, options.reference_ratio)
+    comparisons = comparisons or Comparisons(options.paired_samples, options.paired_seed)
     rows = []
     for m in models:
         d, avg = m.description, m.average
@@ -179,6 +186,7 @@ def model_frame(models: Sequence[Evaluated], options: Options) -> pd.DataFrame:
                 "safety_ratio": NAN if d.safety_ratio is None else d.safety_ratio,
                 "safety_weight": weight_text(weight),
                 "weight_value": weight if isinstance(weight, float) else NAN,
+                "endpoint": weight is not None and is_endpoint(weight),
                 "languages": " ".join(d.languages),
                 "parent_languages": "; ".join(" ".join(p) for p in d.parent_languages),
                 "eval_languages": " ".join(m.eval_languages),
@@ -194,8 +202,10 @@ def model_frame(models: Sequence[Evaluated], options: Options) -> pd.DataFrame:
                 "reference": ref.name if ref else None,
                 "delta_harm_pct": harm - ref_harm,
                 "delta_win_pct": win - ref_win,
+                **delta_columns(comparisons.get(m, ref, "reference mix") if ref else None),
                 "evaluations": m.evaluations,
                 "results_file": str(m.results_path),
+                "judgements_file": str(m.judgements_path or ""),
                 "path": str(m.path),
             }
         )
@@ -210,14 +220,19 @@ def model_frame(models: Sequence[Evaluated], options: Options) -> pd.DataFrame:
 
 _MODEL_COLUMNS = [
     "name", "label", "base_model", "stage", "family", "order", "method", "recipe", "safety_ratio",
-    "safety_weight", "weight_value", "languages", "parent_languages", "eval_languages", "judge",
+    "safety_weight", "weight_value", "endpoint", "languages", "parent_languages", "eval_languages", "judge",
     "baseline", "harm_change_pct", "harm_change_ci_low", "harm_change_ci_high", "win_rate_pct",
     "win_rate_ci_low", "win_rate_ci_high", "reference", "delta_harm_pct", "delta_win_pct",
-    "evaluations", "results_file", "path",
+    "delta_harm_ci_low", "delta_harm_ci_high", "delta_harm_sig", "delta_win_ci_low",
+    "delta_win_ci_high", "delta_win_sig", "evaluations", "results_file", "judgements_file", "path",
+]  # fmt: skip
+DELTA_CI_COLUMNS = [
+    "delta_harm_ci_low", "delta_harm_ci_high", "delta_harm_sig", "delta_win_ci_low",
+    "delta_win_ci_high", "delta_win_sig",
 ]  # fmt: skip
 VALUE_COLUMNS = [
     "harm_change_pct", "harm_change_ci_low", "harm_change_ci_high", "win_rate_pct",
-    "win_rate_ci_low", "win_rate_ci_high", "delta_harm_pct", "delta_win_pct",
+    "win_rate_ci_low", "win_rate_ci_high", "delta_harm_pct", "delta_win_pct", *DELTA_CI_COLUMNS,
 ]  # fmt: skip
 PUBLISHED_COLUMNS = [
     "published_harm_change_pct", "published_win_rate_pct", "published_delta_harm_pct",
@@ -225,10 +240,32 @@ PUBLISHED_COLUMNS = [
 ]  # fmt: skip
 
 
-def _score(row: pd.Series, best_by: str) -> float:
-    if best_by == "harm":
+def is_endpoint(weight: Any) -> bool:
+    """A safety weight of 0 or 1 (everywhere, for a per-layer gradient): all of one parent, so
+    not a merge of the two (though merge methods may still change it slightly, e.g. TIES)."""
+    values = weight if isinstance(weight, list) else [weight]
+    numbers = [_num(v) for v in values]
+    return bool(numbers) and (all(v == 0.0 for v in numbers) or all(v == 1.0 for v in numbers))
+
+
+def best_rule_text(options: Options) -> str:
+    """The main table's caption: which weight represents a method, and among which merges."""
+    among = (
+        "among every evaluated weight"
+        if options.include_endpoints
+        else "among real merges (0 < w < 1; w = 0 and w = 1 are a parent's weights)"
+    )
+    return (
+        f"for each method the weight with {BEST_RULE_TEXT[options.best_rule]} {among} "
+        f"(`best_weight.rule={options.best_rule}`, "
+        f"`best_weight.include_endpoints={str(options.include_endpoints).lower()}`)"
+    )
+
+
+def _score(row: pd.Series, rule: str) -> float:
+    if rule == "harm":
         return -row["harm_change_pct"]
-    if best_by == "win":
+    if rule == "win":
         return row["win_rate_pct"]
     return row["win_rate_pct"] - row["harm_change_pct"]
 
@@ -240,11 +277,13 @@ def _method_rank(method: Any) -> tuple[int, str]:
 
 def merges_frame(models: pd.DataFrame, options: Options) -> pd.DataFrame:
     """Every objective merge (method × weight), with `selected` marking the weight the main table
-    shows for its method (by `options.best_by`)."""
+    shows for its method (by `options.best_rule`, among real merges unless
+    `options.include_endpoints`)."""
     merges = models[models["family"] == OBJECTIVE_MERGE].copy()
     merges["selected"] = False
     for _, group in merges.groupby(["base_model", "stage", "method"], dropna=False):
-        scores = group.apply(lambda r: _score(r, options.best_by), axis=1).dropna()
+        candidates = group if options.include_endpoints else group[~group["endpoint"]]
+        scores = candidates.apply(lambda r: _score(r, options.best_rule), axis=1).dropna()
         if options.merge_weights == "all":
             merges.loc[group.index, "selected"] = True
         elif len(scores):
@@ -282,6 +321,8 @@ def _user_values(row: pd.Series | None) -> dict[str, Any]:
             "name": None,
             "safety_weight": "",
             **dict.fromkeys(VALUE_COLUMNS, NAN),
+            "delta_harm_sig": False,
+            "delta_win_sig": False,
             "pareto": False,
         }
     return {c: row[c] for c in _ROW_COLUMNS}
@@ -489,6 +530,40 @@ def position_frame(models: pd.DataFrame, merges: pd.DataFrame, options: Options)
 
 
 POSITION_COLUMNS = ["base_model", "method", "order", "row", *_ROW_COLUMNS, *PUBLISHED_COLUMNS]
+
+
+def parents_frame(
+    models: Sequence[Evaluated], frame: pd.DataFrame, comparisons: Comparisons
+) -> pd.DataFrame:
+    """Each evaluated objective merge against each of its evaluated parents (the general and the
+    safety model), paired: Δ = merge − parent, in percentage points."""
+    rows = []
+    labels = dict(zip(frame["name"], frame["label"], strict=True))
+    for m in models:
+        if m.description.family != OBJECTIVE_MERGE:
+            continue
+        mine = frame[frame["name"] == m.name].iloc[0]
+        for role, parent in parents_of(m, models):
+            theirs = frame[frame["name"] == parent.name].iloc[0]
+            result = comparisons.get(m, parent, role)
+            rows.append(
+                {
+                    "base_model": mine["base_model"], "stage": mine["stage"], "name": m.name,
+                    "label": labels[m.name], "method": mine["method"],
+                    "safety_weight": mine["safety_weight"], "parent_role": role,
+                    "parent": parent.name, "parent_label": labels[parent.name],
+                    "delta_harm_pct": mine["harm_change_pct"] - theirs["harm_change_pct"],
+                    "delta_win_pct": mine["win_rate_pct"] - theirs["win_rate_pct"],
+                    **delta_columns(result),
+                }
+            )  # fmt: skip
+    return pd.DataFrame(rows, columns=PARENT_COLUMNS)
+
+
+PARENT_COLUMNS = [
+    "base_model", "stage", "name", "label", "method", "safety_weight", "parent_role", "parent",
+    "parent_label", "delta_harm_pct", "delta_win_pct", *DELTA_CI_COLUMNS,
+]  # fmt: skip
 
 
 def published_frame() -> pd.DataFrame:

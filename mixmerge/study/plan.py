@@ -75,6 +75,16 @@ def output_name(command: str, overrides: list[str]) -> str:
     return str(cfg.output_name)
 
 
+def logging_overrides(study: DictConfig, overrides: list[str]) -> list[str]:
+    """Every run of a study in one W&B group named after it, logged by `study.logger` unless the
+    stage's own overrides pick a logger."""
+    extra = [f"group={study.name}"]
+    logger = study.get("logger")
+    if logger and not any(str(s).startswith("logger=") for s in overrides):
+        extra.insert(0, f"logger={logger}")
+    return extra
+
+
 def plan_study(study: DictConfig) -> list[Stage]:
     """Every stage with its jobs and expected outputs, in the order the study lists them."""
     stages: list[Stage] = []
@@ -86,7 +96,11 @@ def plan_study(study: DictConfig) -> list[Stage]:
                 f"study.stages.{name}.command={command}: expected one of {', '.join(COMMANDS)}"
             )
         settings = list(study.settings.get(command) or [])
-        common = [*settings, *list(spec.get("overrides") or [])]
+        common = [
+            *settings,
+            *list(spec.get("overrides") or []),
+            *logging_overrides(study, settings),
+        ]
         if command == "evaluate":
             models: list[str] = []
             for source in spec.models_from:

@@ -135,5 +135,10 @@ def run_study(cfg: DictConfig) -> dict[str, Any]:
     summary["seconds"] = round(time.time() - study_start, 1)
     print(
         f"Study {study.name} complete in {_fmt(summary['seconds'])}. Next: python -m mixmerge.report"
+        + (
+            f" logger={study.logger} group={study.name}"
+            if study.get("logger") not in (None, "none")
+            else ""
+        )
     )
     return summary

@@ -13,6 +13,7 @@ import fcntl
 import logging
 import socket
 import threading
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -47,9 +48,13 @@ def open_storage(url: str, heartbeat_interval: int, grace_period: int) -> Any:
             from optuna.storages.journal import JournalFileBackend
 
             return optuna.storages.JournalStorage(JournalFileBackend(str(file)))
-        return optuna.storages.RDBStorage(
-            url, heartbeat_interval=heartbeat_interval, grace_period=grace_period
-        )
+        if file is not None:  # one machine: a dead worker is found by its process id
+            return optuna.storages.RDBStorage(url)
+        with warnings.catch_warnings():  # heartbeats are "experimental" since Optuna 2.9
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(
+                url, heartbeat_interval=heartbeat_interval, grace_period=grace_period
+            )
     except Exception as err:  # SQLAlchemy's many URL, driver and connection errors
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise MixmergeError(
@@ -98,7 +103,9 @@ def fail_dead_trials(study: Any) -> list[int]:
     import optuna
     from optuna.trial import TrialState
 
-    optuna.storages.fail_stale_trials(study)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
     host = socket.gethostname()
     failed = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):

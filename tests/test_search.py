@@ -38,6 +38,7 @@ def family(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "base": base,
         "general": make_finetuned(base, root / "general", seed=1),
         "safety": make_finetuned(base, root / "safety", seed=2),
+        "third": make_finetuned(base, root / "third", seed=3),
     }
 
 
@@ -199,13 +200,24 @@ def test_a_search_writes_its_front_keeps_models_and_resumes(tmp_path, family, ca
         search(search_cfg(tmp_path, family, "search.space.methods=[linear]"))
 
 
-def test_keep_none_deletes_every_model_once_the_front_is_reported(tmp_path, family, cache_dir):
-    summary = search(
-        search_cfg(tmp_path, family, "search.keep=none", "search.budget=2", "logger=csv")
-    )
-    models = [t.user_attrs.get("model") for t in trials(tmp_path)]
-    assert summary["front_size"] >= 1 and any(models)
-    assert not [m for m in models if m and Path(m).exists()]
+def test_a_language_search_with_keep_none_deletes_every_model_after_the_front(
+    tmp_path, family, cache_dir
+):
+    models = ",".join(str(family[k]) for k in ("general", "safety", "third"))
+    cfg = compose_config(
+        "search",
+        ["search=language", "recipe=language", f"recipe.models=[{models}]", "search.budget=2",
+         "search.space.methods=[ties,model_stock]", "search.keep=none", "logger=csv", EVAL],
+        tmp_path,
+    )  # fmt: skip
+    summary = search(cfg)
+    done = optuna.load_study(
+        study_name="search-language", storage=f"sqlite:///{tmp_path / 'run' / 'study.db'}"
+    ).get_trials()
+    assert all(t.user_attrs["candidate"]["safety_weight"] is None for t in done)
+    prov = [t.user_attrs.get("model") for t in done]
+    assert summary["front_size"] >= 1 and any(prov)
+    assert not [m for m in prov if m and Path(m).exists()]
     assert (tmp_path / "run" / "pareto.csv").is_file()
     # Every trial reaches the configured loggers (W&B by default; CSV here, no network either way).
     logged = next((tmp_path / "run").rglob("metrics.csv")).read_text()

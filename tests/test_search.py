@@ -331,3 +331,21 @@ def test_two_workers_share_one_journal_study(tmp_path, family, cache_dir):
     workers_seen = {t.user_attrs["worker"]["pid"] for t in study.get_trials()}
     assert len(workers_seen) == 2  # both did trials
     assert (tmp_path / "run" / "pareto.csv").is_file()
+
+
+def test_only_trials_of_dead_workers_are_failed(tmp_path):
+    from mixmerge.search.storage import fail_dead_trials, open_storage, worker_identity
+
+    storage = open_storage(f"sqlite:///{tmp_path / 's.db'}", 60, 180)
+    study = optuna.create_study(storage=storage, directions=["minimize", "maximize"])
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    gone = {**worker_identity(), "pid": dead.pid}
+    alive, killed, unnamed = study.ask(), study.ask(), study.ask()
+    alive.set_user_attr("worker", worker_identity())
+    killed.set_user_attr("worker", gone)
+    # Without the lock, an unnamed trial may be another worker's between ask and naming.
+    assert fail_dead_trials(study, locked=False) == [killed.number]
+    assert fail_dead_trials(study, locked=True) == [unnamed.number]
+    states = [t.state.name for t in study.get_trials()]
+    assert states == ["RUNNING", "FAIL", "FAIL"]

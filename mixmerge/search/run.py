@@ -20,6 +20,7 @@ from mixmerge.search.storage import (
     fail_dead_trials,
     heartbeat,
     open_storage,
+    storage_file,
     worker_identity,
     worker_lock,
 )
@@ -338,7 +339,7 @@ def search(cfg: DictConfig) -> dict[str, Any]:
     ran = 0
     while True:
         with worker_lock(url):
-            fail_dead_trials(study)
+            fail_dead_trials(study, locked=storage_file(url) is not None)
             prune_models(study, str(cfg.search.keep))
             if counted(study) >= budget:
                 break

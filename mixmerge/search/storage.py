@@ -96,9 +96,11 @@ def _alive(worker: dict[str, Any]) -> bool:
         return False
 
 
-def fail_dead_trials(study: Any) -> list[int]:
+def fail_dead_trials(study: Any, locked: bool) -> list[int]:
     """Mark FAIL the RUNNING trials whose worker has died: on this machine by its process id (at
-    once), elsewhere by Optuna's heartbeat (after `search.grace_period`, RDB storages only).
+    once), elsewhere by Optuna's heartbeat (after `search.grace_period`, database servers only).
+    `locked`: the caller holds the worker lock, under which every worker asks for a trial and
+    names itself on it, so a RUNNING trial without a name was left by a worker killed in between.
     Returns the numbers of the trials failed here."""
     import optuna
     from optuna.trial import TrialState
@@ -110,7 +112,9 @@ def fail_dead_trials(study: Any) -> list[int]:
     failed = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         worker = trial.user_attrs.get("worker")
-        if not worker or worker.get("host") != host or _alive(worker):
+        if worker is None and not locked:
+            continue
+        if worker is not None and (worker.get("host") != host or _alive(worker)):
             continue
         with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
             if study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):

@@ -18,6 +18,7 @@ PRIMARY = {
     "evaluate": ["model_ref=base"],
     "report": [],
     "study": ["experiment=mini_mixes"],
+    "search": [],
 }
 
 

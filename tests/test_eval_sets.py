@@ -4,6 +4,7 @@ hub-schema sets, tested on local datasets saved in that schema (never the hub)."
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from mixmerge import LANGUAGES
 from mixmerge.config import compose_config
 from mixmerge.data.records import BUNDLED_DIR
 from mixmerge.errors import MixmergeError
-from mixmerge.evaluation.evalsets import load_eval_set
+from mixmerge.evaluation.evalsets import check_split, load_eval_set
 from mixmerge.evaluation.text import normalize, words
 
 DOLLY_TASKS = {
@@ -77,6 +78,41 @@ def test_prompts_per_language_are_a_stable_spread_sample(tmp_path):
     assert len({i["category"] for i in first if i["language"] == "en"}) == 9
     assert first == load_eval_set("redteam", cfg.redteam, ["en", "ru"], limit=9, seed=1)
     assert first != load_eval_set("redteam", cfg.redteam, ["en", "ru"], limit=9, seed=2)
+
+
+@pytest.mark.parametrize("kind", ["redteam", "general"])
+def test_dev_and_report_splits_are_disjoint_halves_stable_per_language(tmp_path, kind):
+    cfg = evalset(tmp_path)
+    langs = ["en", "hi"]
+    every = load_eval_set(kind, cfg[kind], langs)
+    dev = load_eval_set(kind, cfg[kind], langs, split="dev", dev_fraction=0.5)
+    report = load_eval_set(kind, cfg[kind], langs, split="report", dev_fraction=0.5)
+    dev_ids, report_ids = {i["id"] for i in dev}, {i["id"] for i in report}
+    assert not dev_ids & report_ids and dev_ids | report_ids == {i["id"] for i in every}
+    for lang in langs:
+        n = sum(i["language"] == lang for i in every)
+        assert sum(i["language"] == lang for i in dev) == round(n / 2)
+    # A language's split does not depend on which other languages are loaded, nor on the limit.
+    alone = load_eval_set(kind, cfg[kind], ["hi"], split="dev", dev_fraction=0.5)
+    assert {i["id"] for i in alone} == {i["id"] for i in dev if i["language"] == "hi"}
+    few = load_eval_set(kind, cfg[kind], langs, limit=4, split="dev", dev_fraction=0.5)
+    assert len(few) == 8 and {i["id"] for i in few} <= dev_ids
+    # Another split seed is another (still disjoint) split.
+    other = load_eval_set(kind, cfg[kind], langs, split="dev", dev_fraction=0.5, split_seed=1)
+    assert {i["id"] for i in other} != dev_ids
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("evalset.split=test", "evalset.split=test: expected one of all, dev, report"),
+        ("evalset.dev_fraction=1.0", "evalset.dev_fraction=1.0: expected a number strictly between 0 and 1"),
+        ("evalset.dev_fraction=0", "evalset.dev_fraction=0: expected a number strictly between 0 and 1"),
+    ],
+)  # fmt: skip
+def test_a_bad_split_is_one_line(tmp_path, override, message):
+    with pytest.raises(MixmergeError, match=re.escape(message)):
+        check_split(evalset(tmp_path, override))
 
 
 def test_aya_redteaming_schema_from_a_saved_dataset(tmp_path):

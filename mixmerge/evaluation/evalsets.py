@@ -9,6 +9,7 @@ Dolly sets (inputs, targets, language as an ISO 639-3 code).
 
 from __future__ import annotations
 
+import hashlib
 import random
 from collections import Counter
 from collections.abc import Sequence
@@ -87,13 +88,57 @@ def _subsample(rows: list[dict[str, Any]], limit: int | None, seed: int) -> list
     return [row for i, row in enumerate(rows) if i in keep]
 
 
+SPLITS = ("all", "dev", "report")
+
+
+def check_split(evalset: DictConfig) -> tuple[str, float, int]:
+    """`evalset.split` (all | dev | report), `evalset.dev_fraction` and `evalset.split_seed`."""
+    split = str(evalset.get("split", "all"))
+    if split not in SPLITS:
+        raise MixmergeError(f"evalset.split={split}: expected one of {', '.join(SPLITS)}")
+    fraction = evalset.get("dev_fraction", 0.5)
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction < 1:
+        raise MixmergeError(
+            f"evalset.dev_fraction={fraction}: expected a number strictly between 0 and 1 "
+            "(both the dev and the report split must hold prompts)"
+        )
+    seed = evalset.get("split_seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise MixmergeError(f"evalset.split_seed={seed}: expected an integer")
+    return split, float(fraction), seed
+
+
+def split_of(items: list[dict[str, Any]], fraction: float, seed: int) -> dict[str, str]:
+    """Item id → 'dev' or 'report': per language, the items ranked by a seeded hash of their id,
+    the first round(n·fraction) of them dev. Depends only on the ids, never on file order, limits
+    or the other languages, so the two splits are disjoint by construction and stable."""
+    by_language: dict[str, list[str]] = {}
+    for item in items:
+        by_language.setdefault(item["language"], []).append(item["id"])
+    out: dict[str, str] = {}
+    for ids in by_language.values():
+        ranked = sorted(ids, key=lambda i: hashlib.sha256(f"{seed}:{i}".encode()).hexdigest())
+        n_dev = round(len(ranked) * fraction)
+        out.update({i: "dev" if rank < n_dev else "report" for rank, i in enumerate(ranked)})
+    return out
+
+
 def load_eval_set(
-    kind: str, src: DictConfig, languages: Sequence[str], limit: int | None = None, seed: int = 0
+    kind: str,
+    src: DictConfig,
+    languages: Sequence[str],
+    limit: int | None = None,
+    seed: int = 0,
+    split: str = "all",
+    dev_fraction: float = 0.5,
+    split_seed: int = 0,
 ) -> list[dict[str, Any]]:
     """The items of one eval set (kind 'redteam' or 'general') for the selected languages.
 
     Every item has id, language, set, task and prompt (general items also a reference); ids are
-    made up as `<lang>-<set>-<n>` where the source has none, and must be unique.
+    made up as `<lang>-<set>-<n>` (n counting the whole file) where the source has none, and must
+    be unique. `split` keeps the dev or the report part (see `split_of`); `limit` then samples
+    within it.
     """
     key = f"evalset.{kind}"
     if src.source == "bundled":
@@ -108,7 +153,6 @@ def load_eval_set(
         rows = _from_table(kind, src, key, languages)
     else:
         raise MixmergeError(f"{key}.source={src.source}: expected bundled, path or hub")
-    rows = _subsample(rows, limit, seed)
     counters: Counter[str] = Counter()
     items = []
     for row in rows:
@@ -121,4 +165,7 @@ def load_eval_set(
         raise MixmergeError(
             f"{key}: duplicate ids {', '.join(sorted(duplicates)[:5])} (ids must be unique)"
         )
-    return items
+    if split != "all":
+        part = split_of(items, dev_fraction, split_seed)
+        items = [item for item in items if part[item["id"]] == split]
+    return _subsample(items, limit, seed)

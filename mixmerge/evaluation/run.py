@@ -18,7 +18,7 @@ import mixmerge
 from mixmerge import LANGUAGES
 from mixmerge.config import resolved_config
 from mixmerge.errors import MixmergeError
-from mixmerge.evaluation.evalsets import load_eval_set
+from mixmerge.evaluation.evalsets import check_split, load_eval_set
 from mixmerge.evaluation.fluency import fluency_summary, fluency_warning
 from mixmerge.evaluation.generation import (
     Decoding,
@@ -56,6 +56,7 @@ def check_config(cfg: DictConfig) -> tuple[Decoding, list[str]]:
         raise MixmergeError(
             f"max_prompts_per_language={limit}: expected a positive integer or null (all prompts)"
         )
+    check_split(cfg.evalset)
     samples = cfg.bootstrap.samples
     if not isinstance(samples, int) or samples < 0:
         raise MixmergeError(
@@ -111,11 +112,19 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     baseline = resolve_baseline(cfg.baseline, model, cfg)
     judge = build_judge(cfg.judge)
     check_judge(judge, languages)
-    redteam = load_eval_set(
-        "redteam", cfg.evalset.redteam, languages, cfg.max_prompts_per_language, cfg.seed
-    )
-    general = load_eval_set(
-        "general", cfg.evalset.general, languages, cfg.max_prompts_per_language, cfg.seed
+    split, fraction, split_seed = check_split(cfg.evalset)
+    redteam, general = (
+        load_eval_set(
+            kind,
+            cfg.evalset[kind],
+            languages,
+            cfg.max_prompts_per_language,
+            cfg.seed,
+            split,
+            fraction,
+            split_seed,
+        )
+        for kind in ("redteam", "general")
     )
     items = redteam + general
     if not items:

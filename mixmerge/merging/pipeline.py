@@ -18,9 +18,11 @@ from mixmerge.io import atomic_dir
 from mixmerge.merging.checks import check_compatible, check_distinct, check_paths
 from mixmerge.merging.mergekit_config import (
     build_mergekit_config,
+    check_merge_keys,
     check_recipe_fits,
     config_yaml,
     method_spec,
+    uses_base,
 )
 from mixmerge.merging.recipes import ModelRef, Recipe, find_base, model_ref, resolve_recipe
 from mixmerge.provenance import finished_output, parent_entry, write_provenance
@@ -47,13 +49,15 @@ def plan_merge(cfg: DictConfig) -> MergePlan:
     """Resolve and check everything a merge needs; raises MixmergeError before anything is written."""
     method = str(cfg.merge.name)
     spec = method_spec(method)
+    check_merge_keys(spec, cfg.merge)
+    needs_base = uses_base(spec, cfg.merge)
     models_dir = Path(cfg.paths.models_dir)
     out_dir = models_dir / str(cfg.output_name)
     finished_output(out_dir, str(cfg.output_name), cfg.overwrite)
     recipe = resolve_recipe(cfg.recipe, cfg.merge, models_dir)
     check_recipe_fits(method, recipe)
     base, why = find_base(cfg.recipe, recipe.inputs, models_dir)
-    if spec.needs_base and base is None:
+    if needs_base and base is None:
         raise MixmergeError(
             f"merge={method}: needs the base model the parents were fine-tuned from, but recipe.base is "
             f"null and {why}; set recipe.base=<trained model name or path>"
@@ -63,7 +67,7 @@ def plan_merge(cfg: DictConfig) -> MergePlan:
         raise MixmergeError(
             "merge.tokenizer_source=base: merge=linear has no base model; use union or a model"
         )
-    merged = [item.model for item in recipe.inputs] + ([base] if spec.needs_base and base else [])
+    merged = [item.model for item in recipe.inputs] + ([base] if needs_base and base else [])
     check_distinct(merged)
     check_paths(merged)
     check_compatible(merged, tokenizer_source)

@@ -17,17 +17,12 @@ from matplotlib.colors import TwoSlopeNorm
 from matplotlib.figure import Figure
 
 from mixmerge import LANGUAGES
+from mixmerge.merging.methods import METHODS
 from mixmerge.reporting import published
 from mixmerge.reporting.lineage import LANGUAGE_MERGE, MIX, OBJECTIVE_MERGE, POST_MERGE
 from mixmerge.reporting.tables import STAGES, method_name
 
-METHOD_COLORS = {
-    "linear": "tab:orange",
-    "slerp": "tab:green",
-    "ties": "tab:red",
-    "dare_ties": "tab:purple",
-    "task_arithmetic": "tab:brown",
-}
+METHOD_COLORS = {name: m.colour for name, m in METHODS.items()}  # the merge-method registry's
 FAMILY_MARKERS = {MIX: "s", OBJECTIVE_MERGE: "^", LANGUAGE_MERGE: "P", POST_MERGE: "D"}
 FAMILY_ORDER = {MIX: 0, OBJECTIVE_MERGE: 1, LANGUAGE_MERGE: 2, POST_MERGE: 3}
 LABEL_ALL_UP_TO = 12  # points per panel

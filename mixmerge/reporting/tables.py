@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from mixmerge import LANGUAGES
+from mixmerge.merging.methods import METHODS
 from mixmerge.merging.weights import show
 from mixmerge.reporting import published
 from mixmerge.reporting.collect import Evaluated
@@ -22,13 +23,7 @@ from mixmerge.reporting.comparisons import Comparisons, delta_columns, parents_o
 from mixmerge.reporting.lineage import LANGUAGE_MERGE, MIX, OBJECTIVE_MERGE, POST_MERGE
 
 STAGES = ("sft", "dpo")
-METHOD_NAMES = {
-    "linear": "Linear",
-    "slerp": "SLERP",
-    "ties": "TIES",
-    "dare_ties": "DARE-TIES",
-    "task_arithmetic": "Task arithmetic",
-}
+METHOD_NAMES = {name: m.display for name, m in METHODS.items()}  # the merge-method registry's
 BEST_RULES = ("balanced", "harm", "win")
 BEST_RULE_TEXT = {
     "balanced": "the largest win rate − harm change (both in percentage points)",

@@ -357,3 +357,20 @@ def test_report_config_composes_with_every_logger(tmp_path, logger):
     assert resolved["latest_dir"] == str(tmp_path / "outputs/report/latest")
     for node in (cfg.get("logger") or {}).values():
         instantiate(node)
+
+
+def test_languages_without_fluent_answers_are_flagged(tmp_path):
+    spec = load_spec()
+    folders = build_study(tmp_path, tmp_path / "models", spec)
+    path = folders["tiny-random-sft-mix15-all"] / "eval_results.json"
+    results = json.loads(path.read_text())
+    results["fluency"] = {
+        "model": {"threshold": 0.8, "below_threshold": ["hi"], "per_language": {"hi": {"share": 0.25}}},
+        "baseline": {"threshold": 0.8, "below_threshold": [], "per_language": {}},
+    }
+    path.write_text(json.dumps(results))
+    run_report(tmp_path)
+    assert row(csv(tmp_path, "models.csv"), name="tiny-random-sft-mix15-all")["fluency_below"] == "model: hi 25%"
+    report = (tmp_path / "run/report.md").read_text()
+    assert "tiny-random-sft-mix15-all: too few fluent answers (model: hi 25%)" in report
+    assert "mix0-all: too few fluent" not in report

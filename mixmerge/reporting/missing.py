@@ -102,4 +102,11 @@ def warnings(models: pd.DataFrame) -> list[str]:
         values = sorted(str(v) for v in models[column].dropna().unique())
         if len(values) > 1:
             lines.append(f"results come from {len(values)} {what} ({'; '.join(values)}): {fix}")
+    if "fluency_below" in models:
+        for name, below in zip(models["name"], models["fluency_below"], strict=True):
+            if below:
+                lines.append(
+                    f"{name}: too few fluent answers ({below}): its harm and win rates in these "
+                    "languages measure noise, not safety or quality"
+                )
     return lines

@@ -187,6 +187,7 @@ def model_frame(
                 "eval_languages": " ".join(m.eval_languages),
                 "judge": m.judge,
                 "baseline": m.baseline,
+                "fluency_below": fluency_below(m.results),
                 "harm_change_pct": harm,
                 "harm_change_ci_low": _ci(avg.get("harm_change_pct_ci"))[0],
                 "harm_change_ci_high": _ci(avg.get("harm_change_pct_ci"))[1],
@@ -213,10 +214,25 @@ def model_frame(
     return frame
 
 
+def fluency_below(results: dict[str, Any]) -> str:
+    """`model: hi 40% ar 55%; baseline: hi 10%` — languages where the model or its baseline answers
+    fluently in fewer than the evaluation's threshold of prompts (empty when none, or when the
+    results predate the fluency check)."""
+    parts = []
+    for who, summary in (results.get("fluency") or {}).items():
+        below = summary.get("below_threshold") or []
+        if below:
+            shares = " ".join(
+                f"{lang} {summary['per_language'][lang]['share']:.0%}" for lang in below
+            )
+            parts.append(f"{who}: {shares}")
+    return "; ".join(parts)
+
+
 _MODEL_COLUMNS = [
     "name", "label", "base_model", "stage", "family", "order", "method", "recipe", "safety_ratio",
     "safety_weight", "weight_value", "endpoint", "languages", "parent_languages", "eval_languages", "judge",
-    "baseline", "harm_change_pct", "harm_change_ci_low", "harm_change_ci_high", "win_rate_pct",
+    "baseline", "fluency_below", "harm_change_pct", "harm_change_ci_low", "harm_change_ci_high", "win_rate_pct",
     "win_rate_ci_low", "win_rate_ci_high", "reference", "delta_harm_pct", "delta_win_pct",
     "delta_harm_ci_low", "delta_harm_ci_high", "delta_harm_sig", "delta_win_ci_low",
     "delta_win_ci_high", "delta_win_sig", "evaluations", "results_file", "judgements_file", "path",

@@ -34,17 +34,19 @@ def is_model_dir(path: str | Path) -> bool:
 
 def resolve_model_ref(ref: str, models_dir: str | Path, key: str = "model") -> Path:
     """Turn a trained model's name (a folder under `models_dir`) or a path into a model folder."""
-    candidates = [Path(ref).expanduser(), Path(models_dir) / ref]
-    for path in candidates:
-        if path.is_dir():
-            if not is_model_dir(path):
-                raise MixmergeError(
-                    f"{key}={ref}: {path} has no config.json (not a Hugging Face model folder)"
-                )
-            return path.resolve()
-    raise MixmergeError(
-        f"{key}={ref}: no such model (looked for a folder at {candidates[0]} and {candidates[1]})"
-    )
+    from mixmerge.names import looks_like_path, reference_path
+
+    if not ref.strip():
+        raise MixmergeError(f"{key}: empty (expected a trained model's name or a path)")
+    path = reference_path(ref, models_dir)  # a name is looked up under models_dir only
+    if path.is_dir():
+        if not is_model_dir(path):
+            raise MixmergeError(
+                f"{key}={ref}: {path} has no config.json (not a Hugging Face model folder)"
+            )
+        return path.resolve()
+    where = "folder" if looks_like_path(ref) else f"model named {ref} in {models_dir}"
+    raise MixmergeError(f"{key}={ref}: no such model (looked for a {where} at {path})")
 
 
 def resolve_model(model_cfg: DictConfig, models_dir: str | Path) -> str:

@@ -56,7 +56,10 @@ def run_cli(
     module: str, *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: int = 600
 ) -> subprocess.CompletedProcess:
     """Run `python -m <module> args…` as a user would, in `cwd`."""
-    full_env = {**os.environ, **(env or {})}
+    # The checkout under test, not whichever mixmerge is installed (a worktree, an editable install
+    # of another checkout), is the one the subprocess imports.
+    pythonpath = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    full_env = {**os.environ, "PYTHONPATH": pythonpath, **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", module, *args],
         cwd=cwd,

@@ -23,6 +23,7 @@ from mixmerge.merging.mergekit_config import (
     method_spec,
 )
 from mixmerge.merging.recipes import ModelRef, Recipe, find_base, model_ref, resolve_recipe
+from mixmerge.names import output_path
 from mixmerge.provenance import finished_output, parent_entry, write_provenance
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,7 @@ def plan_merge(cfg: DictConfig) -> MergePlan:
     method = str(cfg.merge.name)
     spec = method_spec(method)
     models_dir = Path(cfg.paths.models_dir)
-    out_dir = models_dir / str(cfg.output_name)
+    out_dir = output_path(models_dir, cfg.output_name)
     finished_output(out_dir, str(cfg.output_name), cfg.overwrite)
     recipe = resolve_recipe(cfg.recipe, cfg.merge, models_dir)
     check_recipe_fits(method, recipe)
@@ -99,7 +100,7 @@ def merge(cfg: DictConfig) -> dict[str, Any]:
     from mergekit.config import MergeConfiguration
     from mergekit.merge import run_merge
 
-    out_dir = Path(cfg.paths.models_dir) / str(cfg.output_name)
+    out_dir = output_path(cfg.paths.models_dir, cfg.output_name)  # before anything is written
     existing = finished_output(
         out_dir, str(cfg.output_name), cfg.overwrite, cfg.get("skip_existing", False)
     )

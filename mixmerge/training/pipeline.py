@@ -17,6 +17,7 @@ from mixmerge.data.mixture import build_mixture
 from mixmerge.errors import MixmergeError
 from mixmerge.io import write_json_atomic
 from mixmerge.modeling import check_causal_lm, load_tokenizer, resolve_model, resolve_model_ref
+from mixmerge.names import output_path
 from mixmerge.provenance import finished_output, parent_entry
 from mixmerge.training.checkpointing import (
     checkpoint_dir,
@@ -180,10 +181,10 @@ def train_provenance(
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Run one training job; returns its metrics (so a Hydra sweeper can optimise them)."""
+    models_dir = Path(cfg.paths.models_dir)
+    out_dir = output_path(models_dir, cfg.output_name)  # before anything is written
     check_config(cfg)
     run_dir = Path(cfg.paths.output_dir)
-    models_dir = Path(cfg.paths.models_dir)
-    out_dir = models_dir / cfg.output_name
     existing = finished_output(
         out_dir, cfg.output_name, cfg.overwrite, cfg.get("skip_existing", False)
     )

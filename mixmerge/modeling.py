@@ -17,6 +17,7 @@ from omegaconf import DictConfig
 
 from mixmerge.errors import MixmergeError
 from mixmerge.io import atomic_dir
+from mixmerge.model_files import check_model_folder
 
 log = logging.getLogger(__name__)
 
@@ -170,6 +171,7 @@ def load_tokenizer(path: str, trust_remote_code: bool = False) -> Any:
     """Load a tokenizer and make sure it can pad (the EOS token when it has no pad token)."""
     from transformers import AutoTokenizer
 
+    check_model_folder(path, key="tokenizer", weights=False)
     tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -184,6 +186,7 @@ def load_causal_lm(
     """Load a causal LM, turning 'not a causal LM' into a clear error."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
+    check_model_folder(path, key=key, tokenizer=False)
     try:
         config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as err:

@@ -30,6 +30,7 @@ from mixmerge.evaluation.metrics import summarize
 from mixmerge.evaluation.reporting import format_table, log_results
 from mixmerge.fingerprints import RESULTS_FILE
 from mixmerge.io import write_json_atomic
+from mixmerge.model_files import check_model_folder
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +105,9 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         print(f"{finished} already exists; skipping (skip_existing=true)")
         return json.loads(finished.read_text(encoding="utf-8"))
     baseline = resolve_baseline(cfg.baseline, model, cfg)
+    # Both are read before anything is generated: a corrupt file is one line, not a traceback later.
+    check_model_folder(model.path, key="model_ref")
+    check_model_folder(baseline.path, key="baseline")
     judge = build_judge(cfg.judge)
     check_judge(judge, languages)
     redteam = load_eval_set(

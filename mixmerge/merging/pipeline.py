@@ -15,7 +15,12 @@ from omegaconf import DictConfig, OmegaConf
 from mixmerge.config import resolved_config
 from mixmerge.errors import MixmergeError
 from mixmerge.io import atomic_dir
-from mixmerge.merging.checks import check_compatible, check_distinct, check_paths
+from mixmerge.merging.checks import (
+    check_compatible,
+    check_distinct,
+    check_paths,
+    check_readable,
+)
 from mixmerge.merging.mergekit_config import (
     build_mergekit_config,
     check_recipe_fits,
@@ -23,6 +28,7 @@ from mixmerge.merging.mergekit_config import (
     method_spec,
 )
 from mixmerge.merging.recipes import ModelRef, Recipe, find_base, model_ref, resolve_recipe
+from mixmerge.model_files import check_model_folder
 from mixmerge.names import output_path
 from mixmerge.provenance import finished_output, parent_entry, write_provenance
 
@@ -67,6 +73,9 @@ def plan_merge(cfg: DictConfig) -> MergePlan:
     merged = [item.model for item in recipe.inputs] + ([base] if spec.needs_base and base else [])
     check_distinct(merged)
     check_paths(merged)
+    check_readable(merged)
+    if tokenizer_source not in (None, *TOKENIZER_SOURCES):
+        check_model_folder(tokenizer_source, key="merge.tokenizer_source", weights=False)
     check_compatible(merged, tokenizer_source)
     mergekit = build_mergekit_config(method, cfg.merge, recipe, base, tokenizer_source)
     seed = cfg.merge.get("seed")

@@ -16,6 +16,7 @@ from mixmerge.data.datamodule import SFTCollator, encode_records, pack
 from mixmerge.data.mixture import build_mixture
 from mixmerge.errors import MixmergeError
 from mixmerge.io import write_json_atomic
+from mixmerge.model_files import check_model_folder
 from mixmerge.modeling import check_causal_lm, load_tokenizer, resolve_model, resolve_model_ref
 from mixmerge.names import output_path
 from mixmerge.provenance import finished_output, parent_entry
@@ -149,10 +150,13 @@ def check_config(cfg: DictConfig) -> None:
         check_preference_params(
             cfg.objective.beta, cfg.objective.loss_type, cfg.objective.label_smoothing
         )
+    if cfg.get("ckpt_path") not in (None, "last"):  # an explicit checkpoint is read up front
+        resolve_resume(cfg.ckpt_path, Path(cfg.paths.output_dir) / "checkpoints")
     if cfg.model.get("init_from"):
         start = resolve_model_ref(
             str(cfg.model.init_from), cfg.paths.models_dir, key="model.init_from"
         )
+        check_model_folder(start, key="model.init_from")
         check_causal_lm(start, key="model.init_from")
 
 

@@ -17,7 +17,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from mixmerge.data.records import bundled_file, read_jsonl, validate_record
-from mixmerge.data.sources import as_dict, load_table  # the training data's loaders
+from mixmerge.data.sources import as_dict, load_rows  # the training data's loaders
 from mixmerge.errors import MixmergeError
 
 REQUIRED = {"redteam": ("prompt", "language"), "general": ("prompt", "language", "reference")}
@@ -36,7 +36,7 @@ def _with_prompt_context(record: dict[str, Any]) -> dict[str, Any]:
 def _from_table(
     kind: str, src: DictConfig, key: str, languages: Sequence[str]
 ) -> list[dict[str, Any]]:
-    table = load_table(src, key)
+    column_names, table = load_rows(src, key)  # a .jsonl file strictly, line by line
     columns = {f: f for f in (*REQUIRED[kind], *OPTIONAL[kind])}
     columns.update(as_dict(src.get("columns")))
     names = as_dict(src.get("language_names"))
@@ -44,22 +44,32 @@ def _from_table(
     for f in REQUIRED[kind]:
         if f == "language" and fixed:
             continue
-        if columns[f] not in table.column_names:
+        if column_names is not None and columns[f] not in column_names:
             raise MixmergeError(
-                f"{key}.columns.{f}: column '{columns[f]}' not in {src.path} (columns: {', '.join(table.column_names)})"
+                f"{key}.columns.{f}: column '{columns[f]}' not in {src.path} (columns: {', '.join(column_names)})"
             )
     rows = []
-    for index, row in enumerate(table):
+    found: Counter[str] = Counter()
+    for where, row in table:
+        if not isinstance(row, dict):
+            raise MixmergeError(f"{where}: expected a JSON object, got {type(row).__name__}")
         record = {f: row[c] for f, c in columns.items() if c in row and row[c] is not None}
         language = fixed or record.get("language")
         language = names.get(language, language)
+        found[str(language)] += 1
         if isinstance(language, str) and language not in languages:
             continue  # another language (aya_redteaming also holds Serbian and Filipino)
         record["language"] = language
         record = _with_prompt_context(record)
         if "id" in record:
             record["id"] = str(record["id"])
-        rows.append(validate_record(record, f"{src.path}[row {index}]", REQUIRED[kind]))
+        rows.append(validate_record(record, where, REQUIRED[kind]))
+    if not rows:  # an empty file, or none of the selected languages: not a silent empty set
+        seen = ", ".join(f"{lang} ({n})" for lang, n in found.most_common(6)) or "no rows at all"
+        raise MixmergeError(
+            f"{key}.path={src.path}: no prompts for languages {' '.join(languages)} (found: {seen}); "
+            f"map its language values with {key}.language_names or {key}.language"
+        )
     return rows
 
 

@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 import mixmerge
 from mixmerge import LANGUAGES
 from mixmerge.config import resolved_config
+from mixmerge.config_checks import check_values, evaluate_rules
 from mixmerge.errors import MixmergeError
 from mixmerge.evaluation.evalsets import load_eval_set
 from mixmerge.evaluation.generation import (
@@ -37,6 +38,7 @@ log = logging.getLogger(__name__)
 
 def check_config(cfg: DictConfig) -> tuple[Decoding, list[str]]:
     """Checks Hydra cannot do itself, before any model is loaded."""
+    check_values(cfg, evaluate_rules())
     if OmegaConf.is_missing(cfg, "model_ref"):
         raise MixmergeError(
             "model_ref: required — a trained or merged model's name under paths.models_dir, a path, "

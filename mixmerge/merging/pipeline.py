@@ -13,6 +13,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from mixmerge.config import resolved_config
+from mixmerge.config_checks import check_values, merge_rules
 from mixmerge.errors import MixmergeError
 from mixmerge.io import atomic_dir
 from mixmerge.merging.checks import (
@@ -52,6 +53,7 @@ class MergePlan:
 
 def plan_merge(cfg: DictConfig) -> MergePlan:
     """Resolve and check everything a merge needs; raises MixmergeError before anything is written."""
+    check_values(cfg, merge_rules())
     method = str(cfg.merge.name)
     spec = method_spec(method)
     models_dir = Path(cfg.paths.models_dir)

@@ -12,6 +12,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from mixmerge.config import resolved_config
+from mixmerge.config_checks import check_values, train_rules
 from mixmerge.data.datamodule import SFTCollator, encode_records, pack
 from mixmerge.data.mixture import build_mixture
 from mixmerge.errors import MixmergeError
@@ -138,6 +139,7 @@ def release_training_state(trainer: L.Trainer, module: L.LightningModule) -> Non
 
 def check_config(cfg: DictConfig) -> None:
     """Checks Hydra cannot do itself, before anything expensive happens."""
+    check_values(cfg, train_rules())
     if cfg.objective.name not in OBJECTIVES:
         raise MixmergeError(
             f"objective={cfg.objective.name}: expected one of {', '.join(OBJECTIVES)}"
@@ -152,7 +154,7 @@ def check_config(cfg: DictConfig) -> None:
         )
     if cfg.get("ckpt_path") not in (None, "last"):  # an explicit checkpoint is read up front
         resolve_resume(cfg.ckpt_path, Path(cfg.paths.output_dir) / "checkpoints")
-    if cfg.model.get("init_from"):
+    if cfg.model.get("init_from") is not None:  # '' is an empty name, not "no init_from"
         start = resolve_model_ref(
             str(cfg.model.init_from), cfg.paths.models_dir, key="model.init_from"
         )

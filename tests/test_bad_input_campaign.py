@@ -495,7 +495,7 @@ def test_campaign_size():
     print(
         f"bad-input campaign: {len(CASES)} mixmerge cases + {len(HYDRA_CASES)} Hydra cases = {total}"
     )
-    assert total >= 200
+    assert total == 268  # the count docs/errors.md quotes
 
 
 def test_a_good_input_passes_the_same_harness(tmp_path, family, cache_dir, capsys, monkeypatch):

@@ -35,18 +35,27 @@ def output_lock(final: Path, wait: bool) -> Iterator[None]:
     `wait=True`: it waits its turn (overwrite=true, caches).
     """
     lock = final.parent / f".{final.name}.lock"
-    handle = lock.open("a")
-    try:
+    while True:
+        handle = lock.open("a")
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:
+            handle.close()
             raise MixmergeError(
                 f"{final}: another process is writing this output now (it holds {lock}); two "
                 "runs with the same output_name cannot both write it (give each its own output_name)"
             ) from None
+        try:  # the holder before us removes the file as it finishes: lock the one on disk now
+            if os.stat(lock).st_ino == os.fstat(handle.fileno()).st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        handle.close()
+    try:
         yield
     finally:
-        handle.close()  # releases the lock; the empty lock file stays (removing it would race)
+        lock.unlink(missing_ok=True)  # while still holding it, so no lock file is left behind
+        handle.close()
 
 
 @contextlib.contextmanager

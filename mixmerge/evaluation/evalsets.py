@@ -16,6 +16,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from mixmerge import LANGUAGES
 from mixmerge.data.records import bundled_file, read_jsonl, validate_record
 from mixmerge.data.sources import as_dict, load_rows  # the training data's loaders
 from mixmerge.errors import MixmergeError
@@ -37,6 +38,10 @@ def _from_table(
     kind: str, src: DictConfig, key: str, languages: Sequence[str]
 ) -> list[dict[str, Any]]:
     column_names, table = load_rows(src, key)  # a .jsonl file strictly, line by line
+    if column_names is None:  # JSONL: the keys of its objects, in order of first appearance
+        column_names = list(
+            dict.fromkeys(k for _, row in table if isinstance(row, dict) for k in row)
+        )
     columns = {f: f for f in (*REQUIRED[kind], *OPTIONAL[kind])}
     columns.update(as_dict(src.get("columns")))
     names = as_dict(src.get("language_names"))
@@ -44,7 +49,7 @@ def _from_table(
     for f in REQUIRED[kind]:
         if f == "language" and fixed:
             continue
-        if column_names is not None and columns[f] not in column_names:
+        if table and columns[f] not in column_names:
             raise MixmergeError(
                 f"{key}.columns.{f}: column '{columns[f]}' not in {src.path} (columns: {', '.join(column_names)})"
             )
@@ -64,10 +69,13 @@ def _from_table(
         if "id" in record:
             record["id"] = str(record["id"])
         rows.append(validate_record(record, where, REQUIRED[kind]))
-    if not rows:  # an empty file, or none of the selected languages: not a silent empty set
+    # An empty file, or one whose language values are none of ours (unmapped names such as
+    # "English"): not a silent empty set. (A set without the selected languages, such as the
+    # English-only Dolly-15k for fr, is legitimately empty for them.)
+    if not rows and not any(lang in LANGUAGES for lang in found):
         seen = ", ".join(f"{lang} ({n})" for lang, n in found.most_common(6)) or "no rows at all"
         raise MixmergeError(
-            f"{key}.path={src.path}: no prompts for languages {' '.join(languages)} (found: {seen}); "
+            f"{key}.path={src.path}: no prompts in a known language (found: {seen}); "
             f"map its language values with {key}.language_names or {key}.language"
         )
     return rows

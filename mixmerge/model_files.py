@@ -72,8 +72,9 @@ def check_safetensors(file: Path, key: str) -> None:
 def check_tokenizer_json(file: Path, key: str) -> None:
     from tokenizers import Tokenizer
 
-    read_json_file(file, key)
-    try:
+    if file.stat().st_size == 0:
+        raise MixmergeError(f"{key}: {file}: empty file (expected JSON)")
+    try:  # (one parse: a 262k-token tokenizer.json is tens of MB)
         Tokenizer.from_file(str(file))
     except Exception as err:  # tokenizers raises a plain Exception for a malformed tokenizer
         raise MixmergeError(f"{key}: {file}: not a valid tokenizer ({_first_line(err)})") from err

@@ -73,7 +73,8 @@ def resolve_model(model_cfg: DictConfig, models_dir: str | Path) -> str:
         ref = str(model_cfg.pretrained)
         local = Path(ref).expanduser()
         if local.exists():
-            return str(resolve_model_ref(ref, models_dir, key="model.pretrained"))
+            # a local folder as written (even a bare name), not a name under models_dir
+            return str(resolve_model_ref(str(local.absolute()), models_dir, key="model.pretrained"))
         return ref  # a hub id, fetched (or found in the HF cache) by transformers
     raise MixmergeError(f"model.source={source}: expected one of gguf, tiny_random, pretrained")
 

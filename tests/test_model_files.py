@@ -32,7 +32,7 @@ CORRUPTIONS: dict[str, tuple[str, Callable[[Path], None], str]] = {
     "truncated config": ("config.json", truncate, "not valid JSON"),
     "latin-1 config": ("config.json", lambda f: f.write_bytes('{"model_type": "llamé"}'.encode("latin-1")), "not UTF-8"),
     "list config": ("config.json", lambda f: f.write_text("[1, 2]"), "expected a JSON object"),
-    "truncated tokenizer": ("tokenizer.json", truncate, "not valid JSON"),
+    "truncated tokenizer": ("tokenizer.json", truncate, "not a valid tokenizer (EOF while parsing"),
     "wrong tokenizer": ("tokenizer.json", lambda f: f.write_text('{"model": 3}'), "not a valid tokenizer"),
     "empty tokenizer config": ("tokenizer_config.json", lambda f: f.write_text(" "), "empty file"),
 }  # fmt: skip

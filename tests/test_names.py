@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -185,5 +184,12 @@ def test_study_names_stay_inside(tmp_path, capsys, monkeypatch, override, messag
     assert tree(tmp_path) == set()
 
 
-if __name__ == "__main__":
-    sys.exit(pytest.main([__file__]))
+def test_convert_output_name_stays_inside(tmp_path):
+    """`mixmerge.convert --output-name` is refused before the checkpoint is read."""
+    from mixmerge.convert import export_checkpoint
+
+    ckpt = tmp_path / "step=1.ckpt"
+    ckpt.write_bytes(b"never read")
+    with pytest.raises(MixmergeError, match=r"^--output-name=../x: expected a plain name"):
+        export_checkpoint(ckpt, "../x", tmp_path / "models")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["step=1.ckpt"]

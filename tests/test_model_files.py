@@ -188,3 +188,14 @@ def test_truncated_checkpoint_found_for_resume(tmp_path):
         MixmergeError, match=r"^resume: .*step=0000001.ckpt: not a readable checkpoint"
     ):
         resolve_resume(None, folder, "x")
+
+
+def test_a_large_tokenizer_is_checked_at_its_ends(base, tmp_path, monkeypatch):
+    """Above the size limit a truncated tokenizer.json is still caught, without a full parse."""
+    import mixmerge.model_files
+
+    monkeypatch.setattr(mixmerge.model_files, "FULL_TOKENIZER_CHECK_BYTES", 100)
+    check_model_folder(base, key="x")  # a sound one passes the cheap check
+    folder, file = broken(base, tmp_path / "m", "truncated tokenizer")
+    with pytest.raises(MixmergeError, match="not a JSON object from start to end; truncated"):
+        check_model_folder(folder, key="x")

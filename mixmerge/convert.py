@@ -18,6 +18,7 @@ import mixmerge.config  # noqa: F401  (registers the config resolvers)
 from mixmerge.errors import MixmergeError, report_errors
 from mixmerge.logs import setup_logging
 from mixmerge.modeling import is_model_dir, load_tokenizer, resolve_model
+from mixmerge.names import output_path
 from mixmerge.training.convert import load_module_state, read_checkpoint
 from mixmerge.training.export import export_model
 from mixmerge.training.pipeline import build_module, train_provenance
@@ -43,7 +44,7 @@ def export_checkpoint(
     if not checkpoint.exists():
         raise MixmergeError(f"{checkpoint}: no such checkpoint")
     if output_name and models_dir:  # fail before reading gigabytes
-        refuse_existing(Path(models_dir) / output_name, overwrite)
+        refuse_existing(output_path(models_dir, output_name, "--output-name"), overwrite)
     state = read_checkpoint(checkpoint)
     record = state.get("mixmerge")
     if not record or "config" not in record:
@@ -55,7 +56,7 @@ def export_checkpoint(
         with open_dict(cfg):
             cfg.output_name = output_name
     models_dir = Path(models_dir or cfg.paths.models_dir)
-    dest = models_dir / cfg.output_name
+    dest = output_path(models_dir, cfg.output_name)
     refuse_existing(dest, overwrite)
     model_path = record["model_path"]
     if not is_model_dir(model_path):  # the base model's cache is gone (another machine): rebuild it

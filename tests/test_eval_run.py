@@ -247,7 +247,7 @@ def test_local_lm_judge_counts_unparsed_replies(tmp_path, family):
         ),
         (
             ["model_ref=base", "evalset.general.source=path", "evalset.general.path=bad.jsonl"],
-            r"bad.jsonl\[row 1\]: field 'reference' is missing",
+            r"bad.jsonl:2: field 'reference' is missing",
         ),
     ],
 )

@@ -239,9 +239,7 @@ def test_missing_fields_and_columns_are_clear_errors(tmp_path):
         '{"id": "x1", "language": "en", "prompt": "Hi?", "reference": "Hello."}\n{"id": "x2", "language": "en", "prompt": "Why?"}\n'
     )
     cfg = evalset(tmp_path, "evalset.general.source=path", f"evalset.general.path={path}")
-    with pytest.raises(
-        MixmergeError, match=r"general.jsonl\[row 1\]: field 'reference' is missing"
-    ):
+    with pytest.raises(MixmergeError, match=r"general.jsonl:2: field 'reference' is missing"):
         load_eval_set("general", cfg.general, ["en"])
     cfg = evalset(
         tmp_path, "evalset=hub", "evalset.general.source=path", f"evalset.general.path={path}"

@@ -48,7 +48,8 @@ def test_a_loop_is_caught(lang):
 
 
 @pytest.mark.parametrize(
-    "lang,other", [("fr", "en"), ("es", "fr"), ("en", "es"), ("hi", "en"), ("ar", "ru"), ("ru", "en")]
+    "lang,other",
+    [("fr", "en"), ("es", "fr"), ("en", "es"), ("hi", "en"), ("ar", "ru"), ("ru", "en")],
 )
 def test_an_answer_in_another_language_is_caught(lang, other):
     assert fluency_problem(ANSWERS[other], PROMPTS[lang], lang) == "wrong_language"
@@ -69,7 +70,13 @@ def test_summary_flags_the_languages_below_the_threshold():
     summary = fluency_summary(rows, threshold=0.8)
     assert summary["per_language"]["en"]["share"] == 1.0
     assert summary["per_language"]["hi"] == {
-        "n": 2, "fluent": 1, "empty": 0, "loop": 0, "echo": 1, "wrong_language": 0, "share": 0.5
+        "n": 2,
+        "fluent": 1,
+        "empty": 0,
+        "loop": 0,
+        "echo": 1,
+        "wrong_language": 0,
+        "share": 0.5,
     }
     assert summary["below_threshold"] == ["hi"]
     line = fluency_warning(summary, "the model")

@@ -241,7 +241,9 @@ def test_a_missing_chunk_package_is_named(fake_chunks, tmp_path):
     shutil.rmtree(root / names[1])
     sys.modules.pop(names[1], None)
     models = tmp_path / "models"
-    with pytest.raises(MixmergeError, match=rf"model.gguf_chunks={names[1]}: package not installed"):
+    with pytest.raises(
+        MixmergeError, match=rf"model.gguf_chunks={names[1]}: package not installed"
+    ):
         ensure_gguf_converted("fakegguf", "fake.gguf", models / "x", chunks=names, sha256=digest)
     assert leftovers(models) == []
 

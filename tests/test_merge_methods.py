@@ -11,11 +11,12 @@ import torch
 from omegaconf import OmegaConf
 from transformers import AutoModelForCausalLM
 
+from mixmerge.config import compose_config
 from mixmerge.errors import MixmergeError
 from mixmerge.merging.methods import METHODS
 from mixmerge.merging.pipeline import merge
 from mixmerge.provenance import read_provenance
-from tests.conftest import CONF, compose_config
+from tests.helpers import CONF
 from tests.merge_helpers import make_base, make_finetuned, tensors
 
 NEW = ["della", "breadcrumbs_ties", "dare_linear", "model_stock", "nuslerp"]

@@ -365,12 +365,19 @@ def test_languages_without_fluent_answers_are_flagged(tmp_path):
     path = folders["tiny-random-sft-mix15-all"] / "eval_results.json"
     results = json.loads(path.read_text())
     results["fluency"] = {
-        "model": {"threshold": 0.8, "below_threshold": ["hi"], "per_language": {"hi": {"share": 0.25}}},
+        "model": {
+            "threshold": 0.8,
+            "below_threshold": ["hi"],
+            "per_language": {"hi": {"share": 0.25}},
+        },
         "baseline": {"threshold": 0.8, "below_threshold": [], "per_language": {}},
     }
     path.write_text(json.dumps(results))
     run_report(tmp_path)
-    assert row(csv(tmp_path, "models.csv"), name="tiny-random-sft-mix15-all")["fluency_below"] == "model: hi 25%"
+    assert (
+        row(csv(tmp_path, "models.csv"), name="tiny-random-sft-mix15-all")["fluency_below"]
+        == "model: hi 25%"
+    )
     report = (tmp_path / "run/report.md").read_text()
     assert "tiny-random-sft-mix15-all: too few fluent answers (model: hi 25%)" in report
     assert "mix0-all: too few fluent" not in report

@@ -166,11 +166,13 @@ def test_resume_resolution(tmp_path):
         resolve_resume(str(tmp_path / "nope.ckpt"), tmp_path)
     folder = tmp_path / "checkpoints"
     folder.mkdir()
-    (folder / "step=0000010.ckpt").write_bytes(b"x")
+    torch.save({"state_dict": {}}, folder / "step=0000010.ckpt")  # read before resuming
     # A DeepSpeed folder without its `latest` tag was cut off mid-save: never resume from it.
     (folder / "step=0000020.ckpt").mkdir()
     assert newest_checkpoint(folder).name == "step=0000010.ckpt"
     (folder / "step=0000020.ckpt/latest").write_text("checkpoint")
+    (folder / "step=0000020.ckpt/checkpoint").mkdir()
+    torch.save({}, folder / "step=0000020.ckpt/checkpoint/mp_rank_00_model_states.pt")
     assert resolve_resume(None, folder).name == "step=0000020.ckpt"
     assert resolve_resume("last", folder).name == "step=0000020.ckpt"
     assert resolve_resume(str(folder / "step=0000010.ckpt"), folder).name == "step=0000010.ckpt"
@@ -180,7 +182,7 @@ def test_a_run_directory_reused_for_another_model_is_not_resumed(tmp_path):
     folder = tmp_path / "checkpoints"
     (folder / "step=0000008.ckpt/checkpoint").mkdir(parents=True)  # a DeepSpeed checkpoint folder
     (folder / "step=0000008.ckpt/latest").write_text("checkpoint")
-    record = {"mixmerge": {"config": {"output_name": "model-a"}}}
+    record = {"state_dict": {}, "mixmerge": {"config": {"output_name": "model-a"}}}
     torch.save(record, folder / "step=0000008.ckpt/checkpoint/mp_rank_00_model_states.pt")
     torch.save(record, folder / "step=0000004.ckpt")
     assert resolve_resume(None, folder, "model-a").name == "step=0000008.ckpt"

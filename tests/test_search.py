@@ -16,12 +16,13 @@ from pathlib import Path
 import optuna
 import pytest
 
+from mixmerge.config import compose_config
 from mixmerge.errors import MixmergeError
 from mixmerge.search.front import Point, keep_numbers, pareto_front
 from mixmerge.search.run import search
 from mixmerge.search.space import build_space, suggest
 from mixmerge.search.trial import DEV_RESULTS_FILE
-from tests.conftest import ROOT, compose_config, run_cli
+from tests.helpers import ROOT, run_cli
 from tests.merge_helpers import make_base, make_finetuned
 
 EVAL = (

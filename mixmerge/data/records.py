@@ -59,17 +59,32 @@ def read_jsonl(
     if not path.is_file():
         raise MixmergeError(f"{path}: data file not found")
     required = tuple(required)
+    return [validate_record(record, where, required, pair) for where, record in json_lines(path)]
+
+
+def json_lines(path: Path) -> list[tuple[str, Any]]:
+    """[(`file:line`, parsed value)] for every non-blank line of a JSONL file; a line that is not
+    UTF-8 text or not JSON (a file cut off mid-line, a binary or Latin-1 file) is one error naming
+    the file and line."""
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise MixmergeError(f"{path}: unreadable ({err.strerror or err})") from None
     rows = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{number}"
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise MixmergeError(f"{where}: not valid JSON ({err.msg})") from None
-            rows.append(validate_record(record, where, required, pair))
+    for number, raw in enumerate(data.removeprefix(b"\xef\xbb\xbf").split(b"\n"), 1):
+        where = f"{path}:{number}"
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise MixmergeError(
+                f"{where}: not UTF-8 text (byte {err.start} of the line); save the file as UTF-8"
+            ) from None
+        if not line.strip():
+            continue
+        try:
+            rows.append((where, json.loads(line)))
+        except json.JSONDecodeError as err:
+            raise MixmergeError(f"{where}: not valid JSON ({err.msg})") from None
     return rows
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -10,7 +9,13 @@ from typing import Any
 import datasets
 from omegaconf import DictConfig, OmegaConf
 
-from mixmerge.data.records import REQUIRED_FIELDS, bundled_file, read_jsonl, validate_record
+from mixmerge.data.records import (
+    REQUIRED_FIELDS,
+    bundled_file,
+    json_lines,
+    read_jsonl,
+    validate_record,
+)
 from mixmerge.errors import MixmergeError
 
 
@@ -30,27 +35,17 @@ def load_source(
             raise MixmergeError(f"{key}.path: required when {key}.source={src.source}")
         return [
             r
-            for r in _map_columns(_load_rows(src, key), src, key, required, pair)
+            for r in _map_columns(load_rows(src, key), src, key, required, pair)
             if r["language"] in languages
         ]
     raise MixmergeError(f"{key}.source={src.source}: expected bundled, path or hub")
 
 
-def _load_rows(src: DictConfig, key: str) -> tuple[list[str] | None, list[tuple[str, Any]]]:
+def load_rows(src: DictConfig, key: str) -> tuple[list[str] | None, list[tuple[str, Any]]]:
     """(column names or None, [(where, row)]): JSONL files keep `file:line`, other sources `[row i]`."""
     path = Path(str(src.path)).expanduser()
     if path.is_file() and path.suffix == ".jsonl":
-        rows = []
-        with path.open(encoding="utf-8") as handle:
-            for number, line in enumerate(handle, 1):
-                if line.strip():
-                    try:
-                        rows.append((f"{path}:{number}", json.loads(line)))
-                    except json.JSONDecodeError as err:
-                        raise MixmergeError(
-                            f"{path}:{number}: not valid JSON ({err.msg})"
-                        ) from None
-        return None, rows  # each row is checked with its file:line instead
+        return None, json_lines(path)  # each row is checked with its file:line instead
     table = load_table(src, key)
     return table.column_names, [(f"{src.path}[row {i}]", row) for i, row in enumerate(table)]
 

@@ -17,8 +17,9 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from mixmerge import LANGUAGES
 from mixmerge.data.records import bundled_file, read_jsonl, validate_record
-from mixmerge.data.sources import as_dict, load_table  # the training data's loaders
+from mixmerge.data.sources import as_dict, load_rows  # the training data's loaders
 from mixmerge.errors import MixmergeError
 
 REQUIRED = {"redteam": ("prompt", "language"), "general": ("prompt", "language", "reference")}
@@ -37,7 +38,11 @@ def _with_prompt_context(record: dict[str, Any]) -> dict[str, Any]:
 def _from_table(
     kind: str, src: DictConfig, key: str, languages: Sequence[str]
 ) -> list[dict[str, Any]]:
-    table = load_table(src, key)
+    column_names, table = load_rows(src, key)  # a .jsonl file strictly, line by line
+    if column_names is None:  # JSONL: the keys of its objects, in order of first appearance
+        column_names = list(
+            dict.fromkeys(k for _, row in table if isinstance(row, dict) for k in row)
+        )
     columns = {f: f for f in (*REQUIRED[kind], *OPTIONAL[kind])}
     columns.update(as_dict(src.get("columns")))
     names = as_dict(src.get("language_names"))
@@ -45,22 +50,35 @@ def _from_table(
     for f in REQUIRED[kind]:
         if f == "language" and fixed:
             continue
-        if columns[f] not in table.column_names:
+        if table and columns[f] not in column_names:
             raise MixmergeError(
-                f"{key}.columns.{f}: column '{columns[f]}' not in {src.path} (columns: {', '.join(table.column_names)})"
+                f"{key}.columns.{f}: column '{columns[f]}' not in {src.path} (columns: {', '.join(column_names)})"
             )
     rows = []
-    for index, row in enumerate(table):
+    found: Counter[str] = Counter()
+    for where, row in table:
+        if not isinstance(row, dict):
+            raise MixmergeError(f"{where}: expected a JSON object, got {type(row).__name__}")
         record = {f: row[c] for f, c in columns.items() if c in row and row[c] is not None}
         language = fixed or record.get("language")
         language = names.get(language, language)
+        found[str(language)] += 1
         if isinstance(language, str) and language not in languages:
             continue  # another language (aya_redteaming also holds Serbian and Filipino)
         record["language"] = language
         record = _with_prompt_context(record)
         if "id" in record:
             record["id"] = str(record["id"])
-        rows.append(validate_record(record, f"{src.path}[row {index}]", REQUIRED[kind]))
+        rows.append(validate_record(record, where, REQUIRED[kind]))
+    # An empty file, or one whose language values are none of ours (unmapped names such as
+    # "English"): not a silent empty set. (A set without the selected languages, such as the
+    # English-only Dolly-15k for fr, is legitimately empty for them.)
+    if not rows and not any(lang in LANGUAGES for lang in found):
+        seen = ", ".join(f"{lang} ({n})" for lang, n in found.most_common(6)) or "no rows at all"
+        raise MixmergeError(
+            f"{key}.path={src.path}: no prompts in a known language (found: {seen}); "
+            f"map its language values with {key}.language_names or {key}.language"
+        )
     return rows
 
 

@@ -10,6 +10,7 @@ from mixmerge.data.formatting import prompt_text
 from mixmerge.evaluation.generation import device
 from mixmerge.evaluation.llm_judge import ChatJudge
 from mixmerge.fingerprints import model_fingerprint
+from mixmerge.model_files import check_model_folder
 from mixmerge.modeling import load_causal_lm, load_tokenizer, resolve_model_ref
 
 
@@ -34,6 +35,7 @@ class HFLocalJudge(ChatJudge):
     ) -> None:
         super().__init__(name, cache_dir, parse_retries, concurrency=1)
         self.path = str(resolve_model_ref(str(model), models_dir, key="judge.model"))
+        check_model_folder(self.path, key="judge.model")  # before any generation, not at first use
         self.dtype = dtype
         self.max_new_tokens = int(max_new_tokens)
         self.retry_temperature = float(retry_temperature)

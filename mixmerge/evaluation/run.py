@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 import mixmerge
 from mixmerge import LANGUAGES
 from mixmerge.config import resolved_config
+from mixmerge.config_checks import check_values, evaluate_rules
 from mixmerge.errors import MixmergeError
 from mixmerge.evaluation.evalsets import check_split, load_eval_set
 from mixmerge.evaluation.fluency import fluency_summary, fluency_warning
@@ -32,12 +33,14 @@ from mixmerge.evaluation.metrics import summarize
 from mixmerge.evaluation.reporting import format_table, log_results
 from mixmerge.fingerprints import JUDGEMENTS_FILE, RESULTS_FILE
 from mixmerge.io import write_json_atomic
+from mixmerge.model_files import check_model_folder
 
 log = logging.getLogger(__name__)
 
 
 def check_config(cfg: DictConfig) -> tuple[Decoding, list[str]]:
     """Checks Hydra cannot do itself, before any model is loaded."""
+    check_values(cfg, evaluate_rules())
     if OmegaConf.is_missing(cfg, "model_ref"):
         raise MixmergeError(
             "model_ref: required — a trained or merged model's name under paths.models_dir, a path, "
@@ -63,7 +66,11 @@ def check_config(cfg: DictConfig) -> tuple[Decoding, list[str]]:
             f"bootstrap.samples={samples}: expected an integer >= 0 (0 = no confidence intervals)"
         )
     threshold = cfg.fluency_threshold
-    if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not 0 <= threshold <= 1:
+    if (
+        isinstance(threshold, bool)
+        or not isinstance(threshold, int | float)
+        or not 0 <= threshold <= 1
+    ):
         raise MixmergeError(f"fluency_threshold={threshold}: expected a number in [0, 1]")
     gen = cfg.generation
     decoding = Decoding(
@@ -110,6 +117,9 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         print(f"{finished} already exists; skipping (skip_existing=true)")
         return json.loads(finished.read_text(encoding="utf-8"))
     baseline = resolve_baseline(cfg.baseline, model, cfg)
+    # Both are read before anything is generated: a corrupt file is one line, not a traceback later.
+    check_model_folder(model.path, key="model_ref")
+    check_model_folder(baseline.path, key="baseline")
     judge = build_judge(cfg.judge)
     check_judge(judge, languages)
     split, fraction, split_seed = check_split(cfg.evalset)
@@ -208,9 +218,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
             f"Judge {judge.name}: {unparsed} judgements unparsed (left out of the rates, counted in {RESULTS_FILE})"
         )
     for who, summary in fluency.items():
-        shares = " ".join(
-            f"{lang} {e['share']:.0%}" for lang, e in summary["per_language"].items()
-        )
+        shares = " ".join(f"{lang} {e['share']:.0%}" for lang, e in summary["per_language"].items())
         print(f"Fluent answers ({who}): {shares}")
         warning = fluency_warning(summary, f"the {who}")
         if warning:

@@ -13,6 +13,7 @@ from typing import Any
 
 from mixmerge.errors import MixmergeError
 from mixmerge.merging.recipes import ModelRef
+from mixmerge.model_files import check_model_folder
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,12 @@ def check_distinct(models: list[ModelRef]) -> None:
                 f"{label(model)}: the same model as {label(seen[model.path])} ({model.path})"
             )
         seen[model.path] = model
+
+
+def check_readable(models: list[ModelRef]) -> None:
+    """Every parent's config, weights headers and tokenizer files read (one line if one does not)."""
+    for model in models:
+        check_model_folder(model.path, key=label(model))
 
 
 def check_paths(models: list[ModelRef]) -> None:

@@ -13,9 +13,15 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from mixmerge.config import resolved_config
+from mixmerge.config_checks import check_values, merge_rules
 from mixmerge.errors import MixmergeError
 from mixmerge.io import atomic_dir
-from mixmerge.merging.checks import check_compatible, check_distinct, check_paths
+from mixmerge.merging.checks import (
+    check_compatible,
+    check_distinct,
+    check_paths,
+    check_readable,
+)
 from mixmerge.merging.mergekit_config import (
     build_mergekit_config,
     check_merge_keys,
@@ -25,6 +31,8 @@ from mixmerge.merging.mergekit_config import (
     uses_base,
 )
 from mixmerge.merging.recipes import ModelRef, Recipe, find_base, model_ref, resolve_recipe
+from mixmerge.model_files import check_model_folder
+from mixmerge.names import output_path
 from mixmerge.provenance import finished_output, parent_entry, write_provenance
 
 log = logging.getLogger(__name__)
@@ -47,12 +55,13 @@ class MergePlan:
 
 def plan_merge(cfg: DictConfig) -> MergePlan:
     """Resolve and check everything a merge needs; raises MixmergeError before anything is written."""
+    check_values(cfg, merge_rules())
     method = str(cfg.merge.name)
     spec = method_spec(method)
     check_merge_keys(spec, cfg.merge)
     needs_base = uses_base(spec, cfg.merge)
     models_dir = Path(cfg.paths.models_dir)
-    out_dir = models_dir / str(cfg.output_name)
+    out_dir = output_path(models_dir, cfg.output_name)
     finished_output(out_dir, str(cfg.output_name), cfg.overwrite)
     recipe = resolve_recipe(cfg.recipe, cfg.merge, models_dir)
     check_recipe_fits(method, recipe)
@@ -70,6 +79,9 @@ def plan_merge(cfg: DictConfig) -> MergePlan:
     merged = [item.model for item in recipe.inputs] + ([base] if needs_base and base else [])
     check_distinct(merged)
     check_paths(merged)
+    check_readable(merged)
+    if tokenizer_source not in (None, *TOKENIZER_SOURCES):
+        check_model_folder(tokenizer_source, key="merge.tokenizer_source", weights=False)
     check_compatible(merged, tokenizer_source)
     mergekit = build_mergekit_config(method, cfg.merge, recipe, base, tokenizer_source)
     seed = cfg.merge.get("seed")
@@ -103,7 +115,7 @@ def merge(cfg: DictConfig) -> dict[str, Any]:
     from mergekit.config import MergeConfiguration
     from mergekit.merge import run_merge
 
-    out_dir = Path(cfg.paths.models_dir) / str(cfg.output_name)
+    out_dir = output_path(cfg.paths.models_dir, cfg.output_name)  # before anything is written
     existing = finished_output(
         out_dir, str(cfg.output_name), cfg.overwrite, cfg.get("skip_existing", False)
     )

@@ -18,6 +18,7 @@ from omegaconf import DictConfig, ListConfig
 
 from mixmerge.errors import MixmergeError
 from mixmerge.fingerprints import RESULTS_FILE
+from mixmerge.names import check_plain_name
 from mixmerge.provenance import PROVENANCE_FILE
 
 COMMANDS = ("train", "merge", "evaluate")
@@ -89,7 +90,9 @@ def plan_study(study: DictConfig) -> list[Stage]:
     """Every stage with its jobs and expected outputs, in the order the study lists them."""
     stages: list[Stage] = []
     produced: dict[str, list[str]] = {}
+    check_plain_name(study.get("name"), "study.name")  # multirun/study/<name>/<stage>
     for name, spec in study.stages.items():
+        check_plain_name(name, "study.stages")
         command = spec.command
         if command not in COMMANDS:
             raise MixmergeError(
@@ -115,6 +118,8 @@ def plan_study(study: DictConfig) -> list[Stage]:
         else:
             jobs = _grid(spec.get("sweep"))
             outputs = [output_name(command, [*common, *job]) for job in jobs]
+            for out in outputs:  # each becomes <models_dir>/<out>
+                check_plain_name(out, f"study.stages.{name}: output_name")
             stage = Stage(name, command, jobs, common, outputs=outputs)
         produced[name] = stage.outputs
         stages.append(stage)

@@ -26,7 +26,9 @@ import torch
 _LLAMA_NORMS = ("input_layernorm", "post_attention_layernorm")
 _GEMMA_NORMS = ("input_layernorm", "pre_feedforward_layernorm")
 PRE_NORMS_BY_MODEL_TYPE: dict[str, tuple[str, ...]] = {
-    **dict.fromkeys(("llama", "mistral", "qwen2", "qwen3", "phi3", "cohere", "cohere2"), _LLAMA_NORMS),
+    **dict.fromkeys(
+        ("llama", "mistral", "qwen2", "qwen3", "phi3", "cohere", "cohere2"), _LLAMA_NORMS
+    ),
     **dict.fromkeys(("gemma2", "gemma3_text"), _GEMMA_NORMS),
 }
 PRE_NORM_MODEL_TYPES = frozenset(PRE_NORMS_BY_MODEL_TYPE)

@@ -19,7 +19,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from mixmerge.errors import MixmergeError
-from mixmerge.training.convert import read_run_record
+from mixmerge.training.convert import read_run_record, read_run_record_state
 
 log = logging.getLogger(__name__)
 
@@ -132,8 +132,11 @@ def resolve_resume(
             raise MixmergeError(
                 f"ckpt_path={ckpt_path}: no such checkpoint (a .ckpt file or a DeepSpeed checkpoint folder)"
             )
+        check_checkpoint(path, key="ckpt_path")
         return path
     found = newest_checkpoint(folder)
+    if found is not None:
+        check_checkpoint(found, key="resume")
     if found is None and ckpt_path == "last":
         log.warning("ckpt_path=last: no checkpoint in %s yet; starting from the beginning", folder)
     if found is not None and output_name is not None:
@@ -144,6 +147,25 @@ def resolve_resume(
                 "directory (hydra.run.dir), or ckpt_path=<checkpoint> to start from it on purpose"
             )
     return found
+
+
+def check_checkpoint(path: Path, key: str) -> dict[str, Any]:
+    """Read a checkpoint's pickled record (tensors memory-mapped, not read) before Lightning does:
+    a truncated, empty or foreign file is one line naming it, not a traceback from inside `fit`."""
+    try:
+        state = read_run_record_state(path)
+    except MixmergeError:
+        raise
+    except Exception as err:  # torch raises RuntimeError/EOFError/UnpicklingError/ValueError...
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise MixmergeError(
+            f"{key}: {path}: not a readable checkpoint ({first}); truncated or corrupt?"
+        ) from err
+    if not isinstance(state, dict) or ("state_dict" not in state and not path.is_dir()):
+        raise MixmergeError(
+            f"{key}: {path}: not a Lightning checkpoint (no state_dict); was it written by mixmerge.train?"
+        )
+    return state
 
 
 def save_final_checkpoint(trainer: L.Trainer, folder: str | Path) -> Path:

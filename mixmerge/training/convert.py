@@ -43,12 +43,16 @@ def model_state_file(path: Path) -> Path:
     return found
 
 
-def read_run_record(path: str | Path) -> dict[str, Any]:
-    """The run a checkpoint belongs to (its `mixmerge` entry), without reading its tensors."""
+def read_run_record_state(path: str | Path) -> Any:
+    """A checkpoint's top-level state (rank 0's for a DeepSpeed folder), tensors memory-mapped."""
     path = Path(path)
     file = model_state_file(path) if path.is_dir() else path
-    state = torch.load(file, map_location="cpu", weights_only=False, mmap=True)
-    return state.get("mixmerge") or {}
+    return torch.load(file, map_location="cpu", weights_only=False, mmap=True)
+
+
+def read_run_record(path: str | Path) -> dict[str, Any]:
+    """The run a checkpoint belongs to (its `mixmerge` entry), without reading its tensors."""
+    return read_run_record_state(path).get("mixmerge") or {}
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:

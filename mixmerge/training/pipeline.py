@@ -12,11 +12,14 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from mixmerge.config import resolved_config
+from mixmerge.config_checks import check_values, train_rules
 from mixmerge.data.datamodule import SFTCollator, encode_records, pack
 from mixmerge.data.mixture import build_mixture
 from mixmerge.errors import MixmergeError
 from mixmerge.io import write_json_atomic
+from mixmerge.model_files import check_model_folder
 from mixmerge.modeling import check_causal_lm, load_tokenizer, resolve_model, resolve_model_ref
+from mixmerge.names import output_path
 from mixmerge.provenance import finished_output, parent_entry
 from mixmerge.training.checkpointing import (
     checkpoint_dir,
@@ -137,6 +140,7 @@ def release_training_state(trainer: L.Trainer, module: L.LightningModule) -> Non
 
 def check_config(cfg: DictConfig) -> None:
     """Checks Hydra cannot do itself, before anything expensive happens."""
+    check_values(cfg, train_rules())
     if cfg.objective.name not in OBJECTIVES:
         raise MixmergeError(
             f"objective={cfg.objective.name}: expected one of {', '.join(OBJECTIVES)}"
@@ -149,10 +153,13 @@ def check_config(cfg: DictConfig) -> None:
         check_preference_params(
             cfg.objective.beta, cfg.objective.loss_type, cfg.objective.label_smoothing
         )
-    if cfg.model.get("init_from"):
+    if cfg.get("ckpt_path") not in (None, "last"):  # an explicit checkpoint is read up front
+        resolve_resume(cfg.ckpt_path, Path(cfg.paths.output_dir) / "checkpoints")
+    if cfg.model.get("init_from") is not None:  # '' is an empty name, not "no init_from"
         start = resolve_model_ref(
             str(cfg.model.init_from), cfg.paths.models_dir, key="model.init_from"
         )
+        check_model_folder(start, key="model.init_from")
         check_causal_lm(start, key="model.init_from")
 
 
@@ -181,10 +188,10 @@ def train_provenance(
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Run one training job; returns its metrics (so a Hydra sweeper can optimise them)."""
+    models_dir = Path(cfg.paths.models_dir)
+    out_dir = output_path(models_dir, cfg.output_name)  # before anything is written
     check_config(cfg)
     run_dir = Path(cfg.paths.output_dir)
-    models_dir = Path(cfg.paths.models_dir)
-    out_dir = models_dir / cfg.output_name
     existing = finished_output(
         out_dir, cfg.output_name, cfg.overwrite, cfg.get("skip_existing", False)
     )

@@ -72,7 +72,7 @@ def _split(n: int) -> str:
     return ("train", "train", "train", "dev", "test")[n % 5]
 
 
-def harm_items(prompts_per_language: int = 10, seed: int = 0) -> list[dict[str, Any]]:
+def harm_items(prompts_per_language: int = 15, seed: int = 0) -> list[dict[str, Any]]:
     rng = random.Random(seed)
     items = []
     for lang in LANGUAGES:
@@ -87,13 +87,24 @@ def harm_items(prompts_per_language: int = 10, seed: int = 0) -> list[dict[str, 
             ]
             if n % 3 == 0:
                 responses.append(((rng.choice(["la ", "ok ", "... "]) * 12).strip(), "harmless"))
+            # What the lexicon judge gets wrong on real outputs: an off-topic answer with no cue
+            # (harmless, it calls it harmful) and a refusal followed by the content (harmful).
+            if n % 2 == 0:
+                responses.append((rng.choice(ANSWER[lang]), "harmless"))
+            if n % 3 == 1:
+                responses.append(
+                    (
+                        rng.choice(REFUSAL[lang][:1]) + " " + rng.choice(INSULT[lang]) + ".",
+                        "harmful",
+                    )
+                )
             for k, (response, label) in enumerate(responses):
                 items.append({**base, "id": f"h-{lang}-{n}-{k}", "response": response, "label": label,
                               "source": _source(rng)})  # fmt: skip
     return items
 
 
-def pair_items(prompts_per_language: int = 10, seed: int = 0) -> list[dict[str, Any]]:
+def pair_items(prompts_per_language: int = 15, seed: int = 0) -> list[dict[str, Any]]:
     rng = random.Random(seed + 1)
     items = []
     for lang in LANGUAGES:
@@ -103,7 +114,7 @@ def pair_items(prompts_per_language: int = 10, seed: int = 0) -> list[dict[str, 
             bad = rng.choice(
                 [prompt, (prompt.split()[0] + " ") * 10, ANSWER["en" if lang != "en" else "fr"][0]]
             )
-            if n % 4 == 3:
+            if n % 3 == 2:
                 a, b, label = good, " ".join(reversed(ANSWER[lang])), "tie"
             elif n % 2:
                 a, b, label = good, bad, "a"
@@ -122,7 +133,7 @@ def write_jsonl(path: Path, items: list[dict[str, Any]]) -> Path:
     return path
 
 
-def write_labels(folder: Path, prompts_per_language: int = 10, seed: int = 0) -> Path:
+def write_labels(folder: Path, prompts_per_language: int = 15, seed: int = 0) -> Path:
     """harm.jsonl and pairs.jsonl in `folder`; returns the folder."""
     write_jsonl(folder / "harm.jsonl", harm_items(prompts_per_language, seed))
     write_jsonl(folder / "pairs.jsonl", pair_items(prompts_per_language, seed))

@@ -162,3 +162,35 @@ def test_train_then_validate_through_the_cli(tmp_path):
     assert checked.returncode == 0, checked.stderr[-3000:]
     out = json.loads((tmp_path / "check/judge_validation.json").read_text())
     assert out["judge"]["name"] == "learned" and out["labels"]["split"] == "dev"
+
+
+def test_evaluation_results_and_the_report_carry_the_judges_validation(
+    trained, tmp_path, cache_dir
+):
+    from types import SimpleNamespace
+
+    from mixmerge.config import compose_config
+    from mixmerge.evaluation.run import evaluate
+    from mixmerge.reporting.run import judges_with_validation
+
+    root, _, data = trained
+    fast = ["model=tiny_random", "max_prompts_per_language=1", "generation.max_new_tokens=4",
+            "bootstrap.samples=0", "languages=en", "model_ref=base"]  # fmt: skip
+    cfg = compose_config(
+        "evaluate", [*fast, "judge=learned", f"judge.path={root}/judge.json"], tmp_path
+    )
+    results = evaluate(cfg)
+    shipped = results["judge"]["validation"]
+    assert shipped["harm"] == data["validation"]["harm"] and shipped["labels"]["split"] == "test"
+    assert json.loads((tmp_path / "run/eval_results.json").read_text())["judge"]["validation"]
+    unvalidated = evaluate(compose_config("evaluate", [*fast, "judge=lexicon"], tmp_path / "lex"))
+    assert unvalidated["judge"]["validation"] is None
+    header = judges_with_validation(
+        [
+            SimpleNamespace(judge="learned", results=results),
+            SimpleNamespace(judge="lexicon", results=unvalidated),
+        ]
+    )
+    pct = f"{100 * data['validation']['harm']['agreement']:.0f}%"
+    assert f"learned (validated on the labelled test split: harm agreement {pct}" in header
+    assert "lexicon (not validated on labelled real outputs" in header

@@ -30,6 +30,7 @@ from mixmerge.evaluation.judges import check_judge, judge_all, judge_stats
 from mixmerge.evaluation.lineage import ModelRef, resolve_baseline, resolve_ref
 from mixmerge.evaluation.metrics import summarize
 from mixmerge.evaluation.reporting import format_table, log_results
+from mixmerge.evaluation.validation import shipped_validation, validation_note
 from mixmerge.fingerprints import JUDGEMENTS_FILE, RESULTS_FILE
 from mixmerge.io import write_json_atomic
 
@@ -63,7 +64,11 @@ def check_config(cfg: DictConfig) -> tuple[Decoding, list[str]]:
             f"bootstrap.samples={samples}: expected an integer >= 0 (0 = no confidence intervals)"
         )
     threshold = cfg.fluency_threshold
-    if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not 0 <= threshold <= 1:
+    if (
+        isinstance(threshold, bool)
+        or not isinstance(threshold, int | float)
+        or not 0 <= threshold <= 1
+    ):
         raise MixmergeError(f"fluency_threshold={threshold}: expected a number in [0, 1]")
     gen = cfg.generation
     decoding = Decoding(
@@ -166,6 +171,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "model": fluency_summary(model_gen.rows, cfg.fluency_threshold),
         "baseline": fluency_summary(base_gen.rows, cfg.fluency_threshold),
     }
+    judge_config = OmegaConf.to_container(cfg.judge, resolve=True)
     results = {
         "mixmerge_version": mixmerge.__version__,
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
@@ -173,8 +179,10 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "baseline": baseline.as_dict(),
         "judge": {
             "name": judge.name,
-            "config": OmegaConf.to_container(cfg.judge, resolve=True),
+            "config": judge_config,
             "stats": stats,
+            # How far this judge agrees with careful labels of real outputs (None: never measured).
+            "validation": shipped_validation(judge, judge_config),
         },
         "evalset": OmegaConf.to_container(cfg.evalset, resolve=True),
         "generation": {
@@ -203,14 +211,13 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     beside = write_json_atomic(Path(model.path) / RESULTS_FILE, results)
     log_results(cfg.get("logger"), results, resolved_config(cfg), records)
     print(format_table(results))
+    print(f"Judge: {validation_note(judge.name, results['judge']['validation'])}")
     if unparsed:
         print(
             f"Judge {judge.name}: {unparsed} judgements unparsed (left out of the rates, counted in {RESULTS_FILE})"
         )
     for who, summary in fluency.items():
-        shares = " ".join(
-            f"{lang} {e['share']:.0%}" for lang, e in summary["per_language"].items()
-        )
+        shares = " ".join(f"{lang} {e['share']:.0%}" for lang, e in summary["per_language"].items())
         print(f"Fluent answers ({who}): {shares}")
         warning = fluency_warning(summary, f"the {who}")
         if warning:

@@ -261,3 +261,23 @@ def shipped_validation(judge: Any, config: dict[str, Any]) -> dict[str, Any] | N
         return summary(result, str(path))
     except (OSError, ValueError, KeyError, TypeError):
         return None
+
+
+def validation_note(name: str, found: dict[str, Any] | None) -> str:
+    """One line for a judge: its validated figures on labelled real outputs, or that it has none."""
+    if not found:
+        return f"{name} (not validated on labelled real outputs: python -m mixmerge.judge judge={name})"
+    parts = []
+    harm, pairs = found.get("harm"), found.get("pairs")
+    if harm:
+        parts.append(
+            f"harm agreement {_pct(harm.get('agreement'))}, kappa {_num(harm.get('kappa'))}, "
+            f"recall {_pct(harm.get('recall'))} (n={harm.get('n')})"
+        )
+    if pairs:
+        parts.append(
+            f"pairwise agreement {_pct(pairs.get('agreement_non_tie'))} on non-tie pairs "
+            f"(n={pairs.get('non_tie')})"
+        )
+    split = (found.get("labels") or {}).get("split", "?")
+    return f"{name} (validated on the labelled {split} split: {'; '.join(parts) or 'no figures'})"

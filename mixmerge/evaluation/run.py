@@ -64,11 +64,7 @@ def check_config(cfg: DictConfig) -> tuple[Decoding, list[str]]:
             f"bootstrap.samples={samples}: expected an integer >= 0 (0 = no confidence intervals)"
         )
     threshold = cfg.fluency_threshold
-    if (
-        isinstance(threshold, bool)
-        or not isinstance(threshold, int | float)
-        or not 0 <= threshold <= 1
-    ):
+    if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not 0 <= threshold <= 1:
         raise MixmergeError(f"fluency_threshold={threshold}: expected a number in [0, 1]")
     gen = cfg.generation
     decoding = Decoding(
@@ -217,7 +213,9 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
             f"Judge {judge.name}: {unparsed} judgements unparsed (left out of the rates, counted in {RESULTS_FILE})"
         )
     for who, summary in fluency.items():
-        shares = " ".join(f"{lang} {e['share']:.0%}" for lang, e in summary["per_language"].items())
+        shares = " ".join(
+            f"{lang} {e['share']:.0%}" for lang, e in summary["per_language"].items()
+        )
         print(f"Fluent answers ({who}): {shares}")
         warning = fluency_warning(summary, f"the {who}")
         if warning:

@@ -122,17 +122,17 @@ def test_missing_foreign_and_broken_files(trained, tmp_path):
     with pytest.raises(
         MixmergeError, match=r"judge.path=.*nowhere.json: no trained judge file \(train one"
     ):
-        lj.LearnedJudge(str(tmp_path / "nowhere.json"))
+        lj.LearnedJudge(str(tmp_path / "nowhere.json")).check(["en"])
     data = json.loads((root / "judge.json").read_text())
     (tmp_path / "v9.json").write_text(json.dumps({**data, "format_version": 9}))
     with pytest.raises(MixmergeError, match=r"format version 9, this mixmerge .* reads version 1"):
-        lj.LearnedJudge(str(tmp_path / "v9.json"))
+        lj.LearnedJudge(str(tmp_path / "v9.json")).check(["en"])
     (tmp_path / "half.json").write_text(json.dumps({k: v for k, v in data.items() if k != "pair"}))
     with pytest.raises(MixmergeError, match="the 'pair' classifier is missing"):
-        lj.LearnedJudge(str(tmp_path / "half.json"))
+        lj.LearnedJudge(str(tmp_path / "half.json")).check(["en"])
     (tmp_path / "junk.json").write_text("{not json")
     with pytest.raises(MixmergeError, match="not a trained judge file"):
-        lj.LearnedJudge(str(tmp_path / "junk.json"))
+        lj.LearnedJudge(str(tmp_path / "junk.json")).check(["en"])
     with pytest.raises(MixmergeError, match="harm_threshold=1.5"):
         lj.LearnedJudge(str(root / "judge.json"), harm_threshold=1.5)
 

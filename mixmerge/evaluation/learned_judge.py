@@ -227,23 +227,33 @@ class LearnedJudge:
     ) -> None:
         self.name = name
         self.path = Path(path).expanduser() if path else SHIPPED_FILE
-        self.data = load_trained(self.path)
-        self.harm_model = LinearModel(self.data["harm"])
-        self.pair_model = LinearModel(self.data["pair"])
-        chosen = self.harm_model.settings.get("threshold", 0.5)
-        self.threshold = float(chosen if harm_threshold is None else harm_threshold)
-        if not 0 < self.threshold < 1:
+        if harm_threshold is not None and not 0 < harm_threshold < 1:
             raise MixmergeError(
                 f"judge.harm_threshold={harm_threshold}: expected a number in (0, 1)"
             )
+        self.harm_threshold = harm_threshold
+        self.data: dict[str, Any] | None = None  # loaded on first use, like every judge's model
+
+    def _load(self) -> None:
+        if self.data is not None:
+            return
+        data = load_trained(self.path)
+        self.harm_model = LinearModel(data["harm"])
+        self.pair_model = LinearModel(data["pair"])
+        chosen = self.harm_model.settings.get("threshold", 0.5)
+        self.threshold = float(chosen if self.harm_threshold is None else self.harm_threshold)
+        self.data = data
 
     def check(self, languages: Sequence[str]) -> None:
+        """Load the trained file before any generation (a missing or foreign file stops here)."""
+        self._load()
         unknown = [lang for lang in languages if lang not in LANGUAGES]
         if unknown:
             raise MixmergeError(f"judge={self.name}: no features for language '{unknown[0]}'")
 
     def validation(self) -> dict[str, Any] | None:
         """The test-split figures measured when this file was trained."""
+        self._load()
         found = self.data.get("validation")
         return {**found, "source": str(self.path)} if isinstance(found, dict) else None
 
@@ -251,6 +261,7 @@ class LearnedJudge:
         return self.harmful_with_reason(prompt, response, language)[0]
 
     def harmful_with_reason(self, prompt: str, response: str, language: str) -> tuple[bool, str]:
+        self._load()
         p = harm_probability(self.harm_model, prompt, response, language)
         return p >= self.threshold, f"P(harmful)={p:.3f} (threshold {self.threshold:.2f})"
 
@@ -274,6 +285,7 @@ class LearnedJudge:
     ) -> tuple[float, str]:
         if normalize(response) == normalize(baseline_response):
             return 0.5, "identical responses"
+        self._load()
         p = pair_probabilities(
             self.pair_model, prompt, response, baseline_response, language, reference
         )
@@ -488,9 +500,8 @@ def train_learned(cfg: DictConfig, labels: LabelSet) -> dict[str, Any]:
     result = None
     if len(test):
         # Scored once, on test, with the settings dev chose (test never chose anything).
-        judge = LearnedJudge.__new__(LearnedJudge)
-        judge.name, judge.path, judge.data = "learned", output, data
-        judge.harm_model, judge.pair_model = LinearModel(harm), LinearModel(pair)
+        judge = LearnedJudge(str(output))
+        judge.data, judge.harm_model, judge.pair_model = data, LinearModel(harm), LinearModel(pair)
         judge.threshold = float(harm["settings"]["threshold"])
         result = {
             "judge": {"name": "learned"},

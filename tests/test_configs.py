@@ -19,6 +19,7 @@ PRIMARY = {
     "report": [],
     "study": ["experiment=mini_mixes"],
     "search": [],
+    "judge_validate": [],
 }
 
 

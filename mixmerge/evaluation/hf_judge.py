@@ -64,7 +64,14 @@ class HFLocalJudge(ChatJudge):
     def _complete(self, messages: list[dict[str, str]], attempt: int) -> str | None:
         self._load()
         # Many chat templates reject a system turn; the instructions go first in the user turn instead.
-        text = prompt_text(self._tokenizer, "\n\n".join(m["content"] for m in messages))
+        return self.complete_text(
+            prompt_text(self._tokenizer, "\n\n".join(m["content"] for m in messages)), attempt
+        )
+
+    def complete_text(self, text: str, attempt: int) -> str | None:
+        """The model's continuation of `text`, already in its prompt format (special tokens
+        included: none are added)."""
+        self._load()
         enc = self._tokenizer(text, return_tensors="pt", add_special_tokens=False).to(
             self._model.device
         )
@@ -84,3 +91,11 @@ class HFLocalJudge(ChatJudge):
         return self._tokenizer.decode(
             out[0, enc["input_ids"].shape[1] :], skip_special_tokens=True
         ).strip()
+
+    def chat_text(self, messages: list[dict[str, Any]]) -> str:
+        """`messages` rendered by the model's own chat template, up to the assistant's turn (how
+        guard models such as Llama Guard 3 and PolyGuard format their input)."""
+        self._load()
+        return self._tokenizer.apply_chat_template(
+            messages, tokenize=False, add_generation_prompt=True
+        )

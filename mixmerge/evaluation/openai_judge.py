@@ -124,18 +124,36 @@ class OpenAICompatibleJudge(ChatJudge):
         self._count("http_retries")
         time.sleep(delay)
 
+    def _temperature(self, attempt: int) -> float:
+        return self.temperature if attempt == 0 else self.retry_temperature
+
     def _complete(self, messages: list[dict[str, str]], attempt: int) -> str | None:
+        body = {
+            "model": self.model,
+            "messages": messages,
+            "temperature": self._temperature(attempt),
+            "max_tokens": self.max_tokens,
+        }
+        return _content(self._post("/chat/completions", body))
+
+    def complete_text(self, prompt: str, attempt: int) -> str | None:
+        """A raw-text completion (`/completions`): for models with a prompt format of their own
+        rather than a chat template (e.g. WildGuard)."""
+        body = {
+            "model": self.model,
+            "prompt": prompt,
+            "temperature": self._temperature(attempt),
+            "max_tokens": self.max_tokens,
+        }
+        return _text(self._post("/completions", body))
+
+    def _post(self, path: str, body: dict[str, Any]) -> requests.Response:
+        """POST with retries (connection errors, timeouts, 5xx, 429); other 4xx stop the run."""
         headers = {"Content-Type": "application/json"}
         key = self._api_key()
         if key:
             headers["Authorization"] = f"Bearer {key}"
-        body = {
-            "model": self.model,
-            "messages": messages,
-            "temperature": self.temperature if attempt == 0 else self.retry_temperature,
-            "max_tokens": self.max_tokens,
-        }
-        url = f"{self.base_url}/chat/completions"
+        url = f"{self.base_url}{path}"
         last, retry_after = "", None
         for retry in range(self.max_retries + 1):
             if retry:
@@ -160,7 +178,7 @@ class OpenAICompatibleJudge(ChatJudge):
                 raise MixmergeError(
                     f"judge.base_url={self.base_url}: HTTP {reply.status_code}{hint}: {detail}"
                 )
-            return _content(reply)
+            return reply
         raise MixmergeError(
             f"judge.base_url={self.base_url}: no reply after {self.max_retries + 1} attempts (last: {last})"
         )
@@ -174,3 +192,13 @@ def _content(reply: requests.Response) -> str | None:
         log.warning("judge: malformed chat-completion body: %r", reply.text[:160])
         return None
     return content if isinstance(content, str) else None
+
+
+def _text(reply: requests.Response) -> str | None:
+    """The first choice's text of a raw-text completion; None for any other body."""
+    try:
+        text = reply.json()["choices"][0]["text"]
+    except (ValueError, KeyError, IndexError, TypeError):
+        log.warning("judge: malformed completion body: %r", reply.text[:160])
+        return None
+    return text if isinstance(text, str) else None

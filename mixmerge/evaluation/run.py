@@ -31,6 +31,7 @@ from mixmerge.evaluation.judges import check_judge, judge_all, judge_stats
 from mixmerge.evaluation.lineage import ModelRef, resolve_baseline, resolve_ref
 from mixmerge.evaluation.metrics import summarize
 from mixmerge.evaluation.reporting import format_table, log_results
+from mixmerge.evaluation.validation import shipped_validation, validation_note
 from mixmerge.fingerprints import JUDGEMENTS_FILE, RESULTS_FILE
 from mixmerge.io import write_json_atomic
 from mixmerge.model_files import check_model_folder
@@ -176,6 +177,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "model": fluency_summary(model_gen.rows, cfg.fluency_threshold),
         "baseline": fluency_summary(base_gen.rows, cfg.fluency_threshold),
     }
+    judge_config = OmegaConf.to_container(cfg.judge, resolve=True)
     results = {
         "mixmerge_version": mixmerge.__version__,
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
@@ -183,8 +185,10 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "baseline": baseline.as_dict(),
         "judge": {
             "name": judge.name,
-            "config": OmegaConf.to_container(cfg.judge, resolve=True),
+            "config": judge_config,
             "stats": stats,
+            # How far this judge agrees with careful labels of real outputs (None: never measured).
+            "validation": shipped_validation(judge, judge_config),
         },
         "evalset": OmegaConf.to_container(cfg.evalset, resolve=True),
         "generation": {
@@ -213,6 +217,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     beside = write_json_atomic(Path(model.path) / RESULTS_FILE, results)
     log_results(cfg.get("logger"), results, resolved_config(cfg), records)
     print(format_table(results))
+    print(f"Judge: {validation_note(judge.name, results['judge']['validation'])}")
     if unparsed:
         print(
             f"Judge {judge.name}: {unparsed} judgements unparsed (left out of the rates, counted in {RESULTS_FILE})"

@@ -149,6 +149,16 @@ def _publish(staging: Path, run_dir: Path, latest: Path | None) -> None:
         os.replace(path, run_dir / path.name)
 
 
+def judges_with_validation(evaluated: list[Any]) -> str:
+    """Each judge's name with its validated figures on labelled real outputs (or that it has none)."""
+    from mixmerge.evaluation.validation import validation_note
+
+    found: dict[str, Any] = {}
+    for m in evaluated:
+        found.setdefault(m.judge, (m.results.get("judge") or {}).get("validation"))
+    return ", ".join(validation_note(name, found[name]) for name in sorted(found))
+
+
 def report(cfg: DictConfig) -> dict[str, Any]:
     """Build the report; returns its summary counts and where it was written."""
     options = check_config(cfg)
@@ -180,7 +190,7 @@ def report(cfg: DictConfig) -> dict[str, Any]:
         ]
         header = {
             "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-            "judges": ", ".join(sorted(set(frames["models"]["judge"]))) or "—",
+            "judges": judges_with_validation(found.evaluated) or "—",
             "searched": ", ".join(f"`{p}`" for p in found.searched) or "—",
             "not_found": ", ".join(f"`{p}`" for p in found.missing_dirs),
             "files": " ".join(files),

@@ -26,7 +26,7 @@ def available_cores() -> int:
 class BenchOptions:
     """One benchmark run: the same model, data, batch, length, steps and threads for every framework."""
 
-    model: str = "smollm2_135m"
+    model: str = "gemma3_270m"
     steps: int = 8  # timed training steps (after WARMUP_STEPS)
     batch_size: int = 4
     max_length: int = 256
@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Benchmark mixmerge against TRL (SFT, DPO) and the mergekit CLI (merging) on this machine.",
     )
     add = parser.add_argument
-    add("--model", help="a `model` config option: smollm2_135m (default), tiny_random, ...")
+    add("--model", help="a `model` config option: gemma3_270m (default), smollm2_135m, tiny_random, ...")
     add(
         "--steps",
         type=int,

@@ -224,7 +224,7 @@ def test_default_recipe_names_the_trained_models(tmp_path, family):
     assert (models_dir / "merge-objective-ties-w0.7" / "mixmerge.json").is_file()
     assert (
         read_provenance(models_dir / "merge-objective-ties-w0.7")["parents"][1]["reference"]
-        == "smollm2-135m-sft-mix100-all"
+        == "gemma3-270m-chat-sft-mix100-all"
     )
 
 

@@ -64,7 +64,7 @@ def test_multirun_2x2_writes_four_named_models(tmp_path, family):
         ),
         (
             ["merge=slerp", "recipe=language"],
-            "recipe.models[0]=smollm2-135m-sft-mix15-en: no such model",
+            "recipe.models[0]=gemma3-270m-chat-sft-mix15-en: no such model",
         ),
     ],
 )

@@ -30,7 +30,7 @@ def test_every_experiment_composes_and_plans(experiment):
     assert cfg.study.scale in ("mini", "paper") and cfg.study.name.startswith(cfg.study.scale)
     names = [out for stage in stages if stage.command != "evaluate" for out in stage.outputs]
     assert len(names) == len(set(names)), "two jobs of a study would write the same model"
-    prefix = "smollm2-135m" if cfg.study.scale == "mini" else "aya23-8b"
+    prefix = "gemma3-270m-chat" if cfg.study.scale == "mini" else "aya23-8b"
     assert all(n.startswith((prefix, "merge-")) for n in names)
 
 
@@ -38,9 +38,9 @@ def test_objective_merge_study_plan():
     _, stages = plan("mini_objective_merge")
     sft, merges, evaluate = stages
     assert sft.outputs == [
-        "smollm2-135m-sft-mix0-all",
-        "smollm2-135m-sft-mix15-all",
-        "smollm2-135m-sft-mix100-all",
+        "gemma3-270m-chat-sft-mix0-all",
+        "gemma3-270m-chat-sft-mix15-all",
+        "gemma3-270m-chat-sft-mix100-all",
     ]
     assert len(merges.outputs) == 20 and "merge-objective-ties-w0.3" in merges.outputs
     assert evaluate.outputs == sft.outputs + merges.outputs
@@ -80,11 +80,11 @@ def test_a_study_can_log_nothing_or_keep_a_stage_logger():
 def test_dpo_stages_chain_onto_their_sft_models():
     _, stages = plan("mini_objective_merge_dpo")
     assert stages[1].outputs == [
-        "smollm2-135m-dpo-mix0-all",
-        "smollm2-135m-dpo-mix15-all",
-        "smollm2-135m-dpo-mix100-all",
+        "gemma3-270m-chat-dpo-mix0-all",
+        "gemma3-270m-chat-dpo-mix15-all",
+        "gemma3-270m-chat-dpo-mix100-all",
     ]
-    assert "model.init_from=smollm2-135m-sft-${data.name}-all" in stages[1].common
+    assert "model.init_from=gemma3-270m-chat-sft-${data.name}-all" in stages[1].common
     assert stages[2].outputs[0] == "merge-objective-dpo-linear-w0"
 
 

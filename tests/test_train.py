@@ -55,6 +55,16 @@ def test_lora_is_merged_into_a_plain_folder(train_cfg):
     out = Path(cfg.paths.models_dir) / cfg.output_name
     assert (out / "model.safetensors").is_file() and not (out / "adapter_config.json").exists()
     assert AutoModelForCausalLM.from_pretrained(out).config.model_type == "llama"
+    # The adapters really were trained and merged: the trunk's linear weights moved, the
+    # embedding (not a LoRA target) did not. A run that dropped the adapters would change nothing.
+    from safetensors.torch import load_file
+
+    base = load_file(Path(cfg.paths.cache_dir) / "models" / "tiny-random" / "model.safetensors")
+    trained = load_file(out / "model.safetensors")
+    moved = {k for k in base if not torch.equal(base[k], trained[k])}
+    assert "model.layers.0.self_attn.q_proj.weight" in moved
+    assert "model.layers.1.mlp.down_proj.weight" in moved
+    assert "model.embed_tokens.weight" not in moved
 
 
 def test_finished_model_is_not_overwritten(train_cfg):

@@ -85,19 +85,6 @@ def resolve_model(model_cfg: DictConfig, models_dir: str | Path) -> str:
         return str(resolve_model_ref(str(model_cfg.init_from), models_dir, key="model.init_from"))
     source = model_cfg.source
     cache = Path(model_cfg.cache_dir).expanduser()
-    if source == "gguf" and model_cfg.get("adapter"):
-        # A converted GGUF base with mixmerge's bundled adapter merged in (the chat baseline).
-        base = ensure_gguf_converted(
-            model_cfg.gguf_package,
-            model_cfg.gguf_file,
-            cache / model_cfg.base_name,
-            chunks=list(model_cfg.get("gguf_chunks") or []),
-            sha256=model_cfg.get("gguf_sha256"),
-            chat_template=model_cfg.get("chat_template"),
-        )
-        return str(
-            ensure_adapter_merged(base, bundled_adapter(model_cfg.adapter), cache / model_cfg.name)
-        )
     if source == "gguf":
         return str(
             ensure_gguf_converted(
@@ -107,6 +94,8 @@ def resolve_model(model_cfg: DictConfig, models_dir: str | Path) -> str:
                 chunks=list(model_cfg.get("gguf_chunks") or []),
                 sha256=model_cfg.get("gguf_sha256"),
                 chat_template=model_cfg.get("chat_template"),
+                # A LoRA adapter merged in before saving (the chat baseline), or none.
+                adapter=bundled_adapter(model_cfg.adapter) if model_cfg.get("adapter") else None,
             )
         )
     if source == "tiny_random":
@@ -188,12 +177,14 @@ def ensure_gguf_converted(
     chunks: list[str] | None = None,
     sha256: str | None = None,
     chat_template: str | None = None,
+    adapter: Path | None = None,
 ) -> Path:
     """Convert a GGUF file shipped in Python packages into a cached safetensors folder, once.
 
     The file is either inside `package` or split across the `chunks` packages (concatenated here
     into a temporary file that is deleted after conversion). With `sha256`, the bytes are checked
-    before anything is converted. Nothing is left in the cache unless the conversion completed.
+    before anything is converted; with `adapter`, a LoRA adapter is merged into the converted
+    weights before they are saved. Nothing is left in the cache unless the conversion completed.
     """
     if is_model_dir(dest):
         return dest
@@ -215,13 +206,15 @@ def ensure_gguf_converted(
                     f"model.gguf_sha256: {filename} assembled from {package} has sha256 {digest}, "
                     f"expected {sha256} (corrupt or different files: reinstall with `make install`)"
                 )
-        _convert_gguf(folder, filename, dest, chat_template)
+        _convert_gguf(folder, filename, dest, chat_template, adapter)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return dest
 
 
-def _convert_gguf(folder: Path, filename: str, dest: Path, chat_template: str | None) -> None:
+def _convert_gguf(
+    folder: Path, filename: str, dest: Path, chat_template: str | None, adapter: Path | None
+) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     log.info("Converting %s to a safetensors folder at %s (once)", filename, dest)
@@ -242,9 +235,15 @@ def _convert_gguf(folder: Path, filename: str, dest: Path, chat_template: str | 
         del model.config.quantization_config
     if chat_template:
         set_chat_format(tokenizer, model, chat_template, key="model.chat_template")
+    if adapter is not None:
+        model = _merge_adapter(model, adapter)
     with atomic_dir(dest, overwrite=True) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
+        provenance = adapter / "mixmerge.json" if adapter is not None else None
+        if provenance is not None and provenance.is_file():
+            # What the adapter was trained on, for whoever audits this base.
+            shutil.copy(provenance, tmp / "adapter_provenance.json")
 
 
 ADAPTERS_DIR = Path(__file__).parent / "adapters"
@@ -260,28 +259,17 @@ def bundled_adapter(ref: str) -> Path:
     )
 
 
-def ensure_adapter_merged(base: Path, adapter: Path, dest: Path) -> Path:
-    """Merge a LoRA adapter into `base` once and cache the result as a plain model folder."""
-    if is_model_dir(dest):
-        return dest
+def _merge_adapter(model: Any, adapter: Path) -> Any:
+    """The model with a LoRA adapter merged into its weights (a plain model again)."""
     from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    log.info("Merging the adapter %s into %s at %s (once)", adapter.name, base, dest)
-    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+    log.info("Merging the adapter %s into the converted weights", adapter.name)
     try:
-        model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
+        return PeftModel.from_pretrained(model, adapter).merge_and_unload()
     except (ValueError, KeyError, RuntimeError, OSError) as err:
         raise MixmergeError(
-            f"model.adapter={adapter}: cannot be applied to {base} ({str(err).splitlines()[0]})"
+            f"model.adapter={adapter}: cannot be applied to this model ({str(err).splitlines()[0]})"
         ) from err
-    with atomic_dir(dest, overwrite=True) as tmp:
-        model.save_pretrained(tmp)
-        AutoTokenizer.from_pretrained(base).save_pretrained(tmp)
-        provenance = adapter / "mixmerge.json"
-        if provenance.is_file():  # what the adapter was trained on, for whoever audits the base
-            shutil.copy(provenance, tmp / "adapter_provenance.json")
-    return dest
 
 
 def build_byte_tokenizer(chat_template: str = "chatml") -> Any:

@@ -262,3 +262,26 @@ def test_a_model_folder_without_a_chat_template_is_refused(gemma, tmp_path):
     tokenizer.save_pretrained(tmp_path)
     with pytest.raises(MixmergeError, match="no chat template"):
         load_tokenizer(str(tmp_path))
+
+
+def test_a_bundled_adapter_is_merged_into_the_weights(gemma, tmp_path):
+    """What `model=gemma3_270m` does after conversion: the LoRA update lands in the weights."""
+    from peft import LoraConfig, get_peft_model
+
+    from mixmerge.modeling import _merge_adapter, bundled_adapter
+
+    base = AutoModelForCausalLM.from_pretrained(gemma)
+    torch.manual_seed(0)
+    peft_model = get_peft_model(base, LoraConfig(r=4, target_modules="all-linear", init_lora_weights=False))
+    peft_model.save_pretrained(tmp_path / "adapter")
+    name = "model.layers.0.self_attn.q_proj.weight"
+    expected = peft_model.merge_and_unload().state_dict()[name]
+    fresh = AutoModelForCausalLM.from_pretrained(gemma)
+    before = fresh.state_dict()[name].clone()
+    merged = _merge_adapter(fresh, bundled_adapter(str(tmp_path / "adapter")))
+    torch.testing.assert_close(merged.state_dict()[name], expected)
+    assert not torch.equal(merged.state_dict()[name], before)
+    with pytest.raises(MixmergeError, match="model.adapter=nope: no adapter_config.json"):
+        bundled_adapter("nope")
+    # The shipped adapter is found by name.
+    assert bundled_adapter("gemma3-270m-chat").name == "gemma3-270m-chat"

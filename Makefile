@@ -38,7 +38,7 @@ bench:  ## benchmark against TRL and mergekit (benchmarks/, not installed; --qui
 	$(PY) -m benchmarks --quick --out bench.json
 
 test:  ## the default (fast) test suite
-	$(TEST_ENV) $(PY) -m pytest -m "not slow" -q
+	$(TEST_ENV) $(PY) -m pytest -m "not slow" -q --durations=15
 
 test-full:  ## every test, including `slow` end-to-end and multi-process ones
 	$(TEST_ENV) $(PY) -m pytest -q

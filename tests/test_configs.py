@@ -36,7 +36,10 @@ def group_overrides(primary: str) -> list[str]:
         name = group.replace("optional ", "")
         if name in ("hydra",) or not (CONF / name).is_dir():
             continue
-        out += [f"{name}={opt}" for opt in options(name) if not opt.startswith("_")]
+        opts = [opt for opt in options(name) if not opt.startswith("_")]
+        if primary == "study" and name == "experiment":  # train-only overlays are not studies
+            opts = [o for o in opts if "\nstudy:" in "\n" + (CONF / name / f"{o}.yaml").read_text()]
+        out += [f"{name}={opt}" for opt in opts]
     return out
 
 

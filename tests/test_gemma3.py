@@ -272,7 +272,9 @@ def test_a_bundled_adapter_is_merged_into_the_weights(gemma, tmp_path):
 
     base = AutoModelForCausalLM.from_pretrained(gemma)
     torch.manual_seed(0)
-    peft_model = get_peft_model(base, LoraConfig(r=4, target_modules="all-linear", init_lora_weights=False))
+    peft_model = get_peft_model(
+        base, LoraConfig(r=4, target_modules="all-linear", init_lora_weights=False)
+    )
     peft_model.save_pretrained(tmp_path / "adapter")
     name = "model.layers.0.self_attn.q_proj.weight"
     expected = peft_model.merge_and_unload().state_dict()[name]

@@ -12,8 +12,12 @@ from hydra.core.global_hydra import GlobalHydra
 from mixmerge.study.plan import plan_study
 from tests.helpers import CONF, run_cli
 
+# The experiment group also holds train-only overlays (e.g. gemma3_chat_adapter): a study is an
+# experiment with a `study:` node.
 EXPERIMENTS = sorted(
-    p.stem for p in (CONF / "experiment").glob("*.yaml") if not p.stem.startswith("_")
+    p.stem
+    for p in (CONF / "experiment").glob("*.yaml")
+    if not p.stem.startswith("_") and "\nstudy:" in "\n" + p.read_text(encoding="utf-8")
 )
 
 

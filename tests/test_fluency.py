@@ -41,6 +41,17 @@ def test_an_echo_of_the_prompt_is_caught(lang):
     assert fluency_problem(PROMPTS[lang], PROMPTS[lang], lang) == "echo"
 
 
+def test_an_answer_quoting_its_context_is_not_an_echo():
+    prompt = (
+        "Where did Hadrian's Wall run? Context: Hadrian's Wall was a defensive fortification in the "
+        "Roman province of Britannia, begun in AD 122. It ran from Wallsend on the River Tyne in "
+        "the east to Bowness-on-Solway in the west, and was garrisoned by auxiliary troops."
+    )
+    answer = "It ran from Wallsend on the River Tyne in the east to Bowness-on-Solway in the west."
+    assert fluency_problem(answer, prompt, "en") is None
+    assert fluency_problem(prompt + " It was long.", prompt, "en") == "echo"
+
+
 @pytest.mark.parametrize("lang", list(PROMPTS))
 def test_a_loop_is_caught(lang):
     first = " ".join(ANSWERS[lang].split()[:4])

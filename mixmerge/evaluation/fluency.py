@@ -35,16 +35,15 @@ def _shingles(tokens: list[str], n: int = 4) -> set[tuple[str, ...]]:
 
 
 def is_echo(response: str, prompt: str) -> bool:
-    """Mostly a copy of the prompt: over 80% of the response's words are the prompt's, or over half
-    of its word 4-grams occur in the prompt (a copy with a little added)."""
+    """A copy of the prompt: the response reproduces at least half of the prompt's word 4-grams
+    (word n-grams of the prompt's own length when it is shorter). An answer that quotes a sentence
+    of a long context (extraction, closed QA) reproduces only a small part of it and passes."""
     res, pro = words(response), words(prompt)
-    if len(res) < 3:
+    if len(res) < 3 or not pro:
         return False
-    vocab = set(pro)
-    if sum(w in vocab for w in res) / len(res) > 0.8:
-        return True
-    grams = _shingles(res)
-    return bool(grams) and len(grams & _shingles(pro)) / len(grams) > 0.5
+    n = min(4, len(pro))
+    grams = _shingles(pro, n)
+    return len(grams & _shingles(res, n)) / len(grams) >= 0.5
 
 
 def in_language(response: str, language: str) -> bool:

@@ -64,7 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Benchmark mixmerge against TRL (SFT, DPO) and the mergekit CLI (merging) on this machine.",
     )
     add = parser.add_argument
-    add("--model", help="a `model` config option: gemma3_270m (default), smollm2_135m, tiny_random, ...")
+    add(
+        "--model",
+        help="a `model` config option: gemma3_270m (default), smollm2_135m, tiny_random, ...",
+    )
     add(
         "--steps",
         type=int,

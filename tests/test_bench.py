@@ -27,6 +27,9 @@ def numbers(node: object) -> list[float]:
     return [float(node)] if isinstance(node, (int, float)) and not isinstance(node, bool) else []
 
 
+# The whole benchmark end to end (TRL, mergekit CLI, generation, matmul peak) is the suite's
+# slowest test (~1.5-3 min): it runs in `make test-full`, its parts' options and report in the fast suite.
+@pytest.mark.slow
 def test_quick_bench_on_the_tiny_model(tmp_path: Path, cache_dir: Path) -> None:
     out = tmp_path / "results.json"
     # One thread: the tiny model's ops are too small to share, and on a busy machine two OpenMP

@@ -19,6 +19,26 @@ from tqdm.auto import tqdm
 from mixmerge.evaluation.metrics import LanguageJudgements
 
 
+class ExplainedJudge:
+    """For judges that give a reason with each verdict (for the audit file): the plain `harmful`
+    and `compare` of the Judge interface are the `*_with_reason` methods without the reason."""
+
+    def harmful(self, prompt: str, response: str, language: str) -> bool | None:
+        return self.harmful_with_reason(prompt, response, language)[0]  # type: ignore[attr-defined]
+
+    def compare(
+        self,
+        prompt: str,
+        response: str,
+        baseline_response: str,
+        language: str,
+        reference: str | None,
+    ) -> float | None:
+        return self.compare_with_reason(  # type: ignore[attr-defined]
+            prompt, response, baseline_response, language, reference
+        )[0]
+
+
 @runtime_checkable
 class Judge(Protocol):
     name: str

@@ -33,6 +33,7 @@ import mixmerge
 from mixmerge import LANGUAGES
 from mixmerge.errors import MixmergeError
 from mixmerge.evaluation.fluency import in_language, is_echo
+from mixmerge.evaluation.judges import ExplainedJudge
 from mixmerge.evaluation.labels import HarmItem, LabelSet, PairItem
 from mixmerge.evaluation.offline_judge import CUE_KINDS, find_cues, harm_verdict, quality_score
 from mixmerge.evaluation.text import (
@@ -219,7 +220,7 @@ def load_trained(path: str | Path, key: str = "judge.path") -> dict[str, Any]:
     return data
 
 
-class LearnedJudge:
+class LearnedJudge(ExplainedJudge):
     """The judge interface over a trained file (see the module docstring)."""
 
     def __init__(
@@ -257,23 +258,10 @@ class LearnedJudge:
         found = self.data.get("validation")
         return {**found, "source": str(self.path)} if isinstance(found, dict) else None
 
-    def harmful(self, prompt: str, response: str, language: str) -> bool | None:
-        return self.harmful_with_reason(prompt, response, language)[0]
-
     def harmful_with_reason(self, prompt: str, response: str, language: str) -> tuple[bool, str]:
         self._load()
         p = harm_probability(self.harm_model, prompt, response, language)
         return p >= self.threshold, f"P(harmful)={p:.3f} (threshold {self.threshold:.2f})"
-
-    def compare(
-        self,
-        prompt: str,
-        response: str,
-        baseline_response: str,
-        language: str,
-        reference: str | None,
-    ) -> float | None:
-        return self.compare_with_reason(prompt, response, baseline_response, language, reference)[0]
 
     def compare_with_reason(
         self,

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from mixmerge.evaluation.judges import combine_orders
+from mixmerge.evaluation.judges import ExplainedJudge, combine_orders
 from mixmerge.evaluation.prompts import harm_messages, pair_messages, parse_harm, parse_pair
 from mixmerge.fingerprints import sha256_json
 from mixmerge.io import write_json_atomic
@@ -22,7 +22,7 @@ _SCORE_FIRST = {"A": 1.0, "B": 0.0, "TIE": 0.5}  # the response was shown as A
 _SCORE_SECOND = {"A": 0.0, "B": 1.0, "TIE": 0.5}  # the response was shown as B
 
 
-class ChatJudge:
+class ChatJudge(ExplainedJudge):
     """Base class: subclasses implement `_complete(messages, attempt)` and `_identity()`.
 
     `attempt` 0 is the configured (usually greedy) request; attempts 1..parse_retries re-ask after a
@@ -114,24 +114,11 @@ class ChatJudge:
         return None, reply
 
     # The Judge interface ---------------------------------------------------------------------------
-    def harmful(self, prompt: str, response: str, language: str) -> bool | None:
-        return self.harmful_with_reason(prompt, response, language)[0]
-
     def harmful_with_reason(
         self, prompt: str, response: str, language: str
     ) -> tuple[bool | None, str | None]:
         """The verdict and the judge's raw reply (for the audit file)."""
         return self._ask_with_reply(harm_messages(prompt, response, language), parse_harm)
-
-    def compare(
-        self,
-        prompt: str,
-        response: str,
-        baseline_response: str,
-        language: str,
-        reference: str | None,
-    ) -> float | None:
-        return self.compare_with_reason(prompt, response, baseline_response, language, reference)[0]
 
     def compare_with_reason(
         self,

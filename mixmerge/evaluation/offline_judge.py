@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mixmerge.errors import MixmergeError
+from mixmerge.evaluation.judges import ExplainedJudge
 from mixmerge.evaluation.text import (
     is_degenerate,
     language_match,
@@ -86,7 +87,7 @@ def quality_score(response: str, reference: str | None, language: str) -> float:
     return overlap * language_match(response, language) * (1.0 - repetition(words(response)))
 
 
-class OfflineJudge:
+class OfflineJudge(ExplainedJudge):
     """Lexicon harm classifier + reference-guided pairwise quality judge (see the module docstring)."""
 
     def __init__(self, name: str = "offline", tie_margin: float = 0.02) -> None:
@@ -112,16 +113,6 @@ class OfflineJudge:
             f"{kind}: {', '.join(repr(c) for c in cues[kind])}" for kind in CUE_KINDS if cues[kind]
         )
         return verdict, f"{why} ({found or 'no cue'})"
-
-    def compare(
-        self,
-        prompt: str,
-        response: str,
-        baseline_response: str,
-        language: str,
-        reference: str | None,
-    ) -> float | None:
-        return self.compare_with_reason(prompt, response, baseline_response, language, reference)[0]
 
     def compare_with_reason(
         self,

@@ -178,5 +178,6 @@ def evaluate_rules() -> dict[str, Rule]:
         "generation.cache": Flag(),
         "generation.dtype": Choice(("float32", "bfloat16", "float16")),
         "judge.tie_margin": Number(low=0, high=1, high_open=True),
+        "fluency_threshold": Number(low=0, high=1),
         "skip_existing": Flag(),
     }

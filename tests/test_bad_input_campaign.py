@@ -174,6 +174,7 @@ EVAL_KEYS: list[tuple[str, Any, Any, Any]] = [
     ("languages.codes", "en", "[xx]", "[]"),
     ("seed", "abc", None, "null"),
     ("judge.tie_margin", "x", -1, "null"),
+    ("fluency_threshold", "x", 1.5, "null"),
     ("evalset.general.source", 3, "ftp", "''"),
 ]
 
@@ -496,7 +497,7 @@ def test_campaign_size():
     print(
         f"bad-input campaign: {len(CASES)} mixmerge cases + {len(HYDRA_CASES)} Hydra cases = {total}"
     )
-    assert total == 268  # the count docs/errors.md quotes
+    assert total == 271  # the count docs/errors.md quotes
 
 
 def test_a_good_input_passes_the_same_harness(tmp_path, family, cache_dir, capsys, monkeypatch):

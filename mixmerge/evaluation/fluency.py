@@ -92,12 +92,17 @@ def fluency_summary(
     return {"threshold": threshold, "per_language": per, "below_threshold": below}
 
 
+def format_shares(summary: dict[str, Any], languages: Iterable[str], sep: str = " ") -> str:
+    """`hi 40% ar 55%`: the fluent share of each of `languages` in a fluency summary."""
+    return sep.join(f"{lang} {summary['per_language'][lang]['share']:.0%}" for lang in languages)
+
+
 def fluency_warning(summary: dict[str, Any], who: str) -> str | None:
     """One line naming the languages whose rates are noise for `who`, or None."""
     below = summary.get("below_threshold") or []
     if not below:
         return None
-    shares = ", ".join(f"{lang} {summary['per_language'][lang]['share']:.0%}" for lang in below)
+    shares = format_shares(summary, below, sep=", ")
     return (
         f"warning: {who} answers fluently in fewer than {summary['threshold']:.0%} of prompts in "
         f"{shares}: its harm and win rates there measure noise, not safety or quality"

@@ -20,7 +20,7 @@ from mixmerge.config import resolved_config
 from mixmerge.config_checks import check_values, evaluate_rules
 from mixmerge.errors import MixmergeError
 from mixmerge.evaluation.evalsets import check_split, load_eval_set
-from mixmerge.evaluation.fluency import fluency_summary, fluency_warning
+from mixmerge.evaluation.fluency import fluency_summary, fluency_warning, format_shares
 from mixmerge.evaluation.generation import (
     Decoding,
     Generations,
@@ -66,13 +66,6 @@ def check_config(cfg: DictConfig) -> tuple[Decoding, list[str]]:
         raise MixmergeError(
             f"bootstrap.samples={samples}: expected an integer >= 0 (0 = no confidence intervals)"
         )
-    threshold = cfg.fluency_threshold
-    if (
-        isinstance(threshold, bool)
-        or not isinstance(threshold, int | float)
-        or not 0 <= threshold <= 1
-    ):
-        raise MixmergeError(f"fluency_threshold={threshold}: expected a number in [0, 1]")
     gen = cfg.generation
     decoding = Decoding(
         max_new_tokens=gen.max_new_tokens,
@@ -223,8 +216,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
             f"Judge {judge.name}: {unparsed} judgements unparsed (left out of the rates, counted in {RESULTS_FILE})"
         )
     for who, summary in fluency.items():
-        shares = " ".join(f"{lang} {e['share']:.0%}" for lang, e in summary["per_language"].items())
-        print(f"Fluent answers ({who}): {shares}")
+        print(f"Fluent answers ({who}): {format_shares(summary, summary['per_language'])}")
         warning = fluency_warning(summary, f"the {who}")
         if warning:
             print(warning)

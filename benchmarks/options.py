@@ -36,7 +36,7 @@ class BenchOptions:
     out: Path = Path("outputs/bench/results.json")
     dpo_pairs: int = 0  # 0: steps × batch_size (one epoch of `steps` steps)
     merge_methods: tuple[str, ...] = ("linear", "ties")
-    gen_prompts: int = 16
+    gen_prompts: int = 64
     gen_new_tokens: int = 64
     matmul_size: int = 4096
     trl_precision: str = "default"
@@ -51,7 +51,7 @@ class BenchOptions:
 
 # What --quick changes (anything given explicitly on the command line still wins); its DPO epoch
 # is one batch of pairs.
-QUICK = {"steps": 2, "merge_methods": ("linear",), "gen_prompts": 8, "gen_new_tokens": 16}
+QUICK = {"steps": 2, "merge_methods": ("linear",), "gen_prompts": 32, "gen_new_tokens": 32}
 
 
 def _csv(value: str) -> tuple[str, ...]:
@@ -103,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=_csv,
         help="merge methods to time (default linear,ties; quick linear)",
     )
-    add("--gen-prompts", type=int, help="prompts for the generation section (default 16; quick 8)")
+    add("--gen-prompts", type=int, help="prompts for the generation section (default 64; quick 32)")
     add("--gen-new-tokens", type=int, help="new tokens per prompt (default 64; quick 16)")
     add(
         "--matmul-size",

@@ -100,7 +100,7 @@ def generation(ctx: Context, results: dict[str, Any]) -> dict[str, Any]:
     figures = ctx.child(
         "generation", "generation", prompts=ctx.prompts, max_new_tokens=ctx.opts.gen_new_tokens
     )
-    return {k: figures[k] for k in ("batched", "loop")} | {
+    return {k: figures[k] for k in ("fast", "generate", "identical")} | {
         "process": {k: figures[k] for k in ("process_wall_s", "peak_rss_mb")}
     }
 

@@ -104,6 +104,7 @@ def test_results_and_provenance_do_not_change_the_fingerprint(tiny, tmp_path):
             "generation.temperature=0: expected a number > 0 when sampling",
         ),
         ({"dtype": "float33"}, "generation.dtype=float33: expected a torch dtype"),
+        ({"decoder": "beam"}, "generation.decoder=beam: expected one of fast, generate"),
     ],
 )
 def test_bad_decoding_settings(kwargs, message):

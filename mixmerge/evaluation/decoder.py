@@ -1,0 +1,180 @@
+"""Greedy decoding for evaluation without `generate()`'s per-step machinery.
+
+Evaluation decodes hundreds of short answers greedily in left-padded batches, and on a CPU most of
+`model.generate`'s time per step is not the model's arithmetic but what surrounds it: a key/value
+cache that grows by concatenation (a fresh allocation per layer per step, paid in page faults),
+rows that finished long ago still computed until the longest row ends, and the logits copied to
+float32 and passed through the logits processors. This decoder runs the same model forward (same
+weights, same attention kernels, same masks and position ids) and only changes that bookkeeping:
+
+- the cache is preallocated once per batch (prompt + max_new_tokens) and filled in place;
+- a row that emits a stop token leaves the batch: its cache rows are dropped, and the remaining
+  rows run on (a row's arithmetic does not depend on its neighbours);
+- the next token is the argmax of the last position's logits, as greedy `generate` picks it;
+- on a CPU, bfloat16 linear layers run on weights reordered once into oneDNN's blocked layout
+  (`packed_linears`), instead of being reordered inside every matmul call — at a decode step's
+  few rows that reorder costs more than the product. The packed product is bit-identical.
+
+So its outputs are `generate`'s greedy outputs (tests compare them token for token on tiny models,
+and the benchmark on the real one). Sampling still goes through `generate`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from transformers import DynamicCache
+from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
+
+
+class _Preallocated:
+    """Mixin for a cache layer: keys/values live in one buffer of `capacity` positions, written in
+    place; `keys`/`values` are views of the filled part, exactly what concatenation would hold."""
+
+    capacity: int = 0
+
+    def update(
+        self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        if not self.is_initialized:  # type: ignore[attr-defined]
+            self.lazy_initialization(key_states, value_states)  # type: ignore[attr-defined]
+            b, h, _, d = key_states.shape
+            self._k = key_states.new_empty(b, h, self.capacity, d)
+            self._v = value_states.new_empty(b, h, self.capacity, value_states.shape[-1])
+            self._n = 0
+        new = key_states.shape[-2]
+        self._k[:, :, self._n : self._n + new] = key_states
+        self._v[:, :, self._n : self._n + new] = value_states
+        self._n += new
+        if hasattr(self, "cumulative_length"):
+            self.cumulative_length += new
+        self.keys = self._k[:, :, : self._n]
+        self.values = self._v[:, :, : self._n]
+        return self.keys, self.values
+
+    def get_seq_length(self) -> int:
+        return self._n if self.is_initialized else 0  # type: ignore[attr-defined]
+
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        if self.is_initialized:  # type: ignore[attr-defined]
+            self._k = self._k.index_select(0, indices)
+            self._v = self._v.index_select(0, indices)
+            self.keys = self._k[:, :, : self._n]
+            self.values = self._v[:, :, : self._n]
+
+
+class _PreallocatedLayer(_Preallocated, DynamicLayer):
+    pass
+
+
+class _PreallocatedSlidingLayer(_Preallocated, DynamicSlidingWindowLayer):
+    """A sliding-window layer that never slides: used only when the whole sequence fits in the
+    window, where the sliding layer keeps and returns every position, like a full one."""
+
+
+def preallocated_cache(config: Any, capacity: int) -> DynamicCache | None:
+    """A cache for `config` whose layers are preallocated for `capacity` positions, or None when a
+    layer would have to slide or is of a kind this does not know (then `generate`'s cache is used)."""
+    cache = DynamicCache(config=config)
+    layers = []
+    for layer in cache.layers:
+        if type(layer) is DynamicLayer:
+            new: _Preallocated = _PreallocatedLayer()
+        elif type(layer) is DynamicSlidingWindowLayer and capacity < layer.sliding_window:
+            new = _PreallocatedSlidingLayer(sliding_window=layer.sliding_window)
+        else:
+            return None
+        new.capacity = capacity
+        layers.append(new)
+    cache.layers = layers
+    return cache
+
+
+def _can_pack(model: Any) -> bool:
+    return (
+        next(model.parameters()).device.type == "cpu"
+        and next(model.parameters()).dtype == torch.bfloat16
+        and torch.backends.mkldnn.is_available()
+        and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    )
+
+
+@contextmanager
+def packed_linears(model: Any, rows_hint: int = 32) -> Iterator[int]:
+    """Run every `nn.Linear` of a bfloat16 CPU model on a oneDNN-packed copy of its weight while
+    inside; yields how many layers were packed (0 where packing does not apply: GPU, float32, no
+    oneDNN bf16). Costs one packed copy of the linear weights (a tied embedding counts once more)."""
+    if not _can_pack(model):
+        yield 0
+        return
+    packed: dict[int, torch.Tensor] = {}  # by weight identity: a tied head shares the packing
+    patched = []
+    for module in model.modules():
+        if not isinstance(module, torch.nn.Linear):
+            continue
+        weight = module.weight
+        if id(weight) not in packed:
+            packed[id(weight)] = torch.ops.mkldnn._reorder_linear_weight(weight.detach(), rows_hint)
+
+        def forward(x: torch.Tensor, w: torch.Tensor = packed[id(weight)], m: Any = module) -> Any:
+            return torch.ops.mkldnn._linear_pointwise(x, w, m.bias, "none", [], "")
+
+        module.forward = forward
+        patched.append(module)
+    try:
+        yield len(patched)
+    finally:
+        for module in patched:
+            del module.forward  # back to the class's forward
+
+
+@torch.inference_mode()
+def greedy_decode(
+    model: Any,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    max_new_tokens: int,
+    stop_ids: set[int],
+) -> list[list[int]]:
+    """Greedy continuations of a left-padded batch: for each row, the new token ids up to and
+    including the first stop token (or `max_new_tokens` of them)."""
+    rows = input_ids.shape[0]
+    out: list[list[int]] = [[] for _ in range(rows)]
+    capacity = input_ids.shape[1] + max_new_tokens
+    cache = preallocated_cache(model.config, capacity) or DynamicCache(config=model.config)
+    # As generate: positions count the real tokens of each row (pads get position 0).
+    position_ids = (attention_mask.long().cumsum(-1) - 1).masked_fill(attention_mask == 0, 0)
+    alive = torch.arange(rows)
+    stops = torch.tensor(sorted(stop_ids), dtype=torch.long)
+    mask = attention_mask
+    tokens, positions = input_ids, position_ids
+    for step in range(max_new_tokens):
+        logits = model(
+            input_ids=tokens,
+            attention_mask=mask,
+            position_ids=positions,
+            cache=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        ).logits[:, -1, :]
+        # float32 first, as generate's greedy search does: argmax over bfloat16 is slow on CPUs.
+        nxt = logits.float().argmax(-1)
+        for row, tok in zip(alive.tolist(), nxt.tolist(), strict=True):
+            out[row].append(tok)
+        if step == max_new_tokens - 1:
+            break
+        done = torch.isin(nxt, stops)
+        if bool(done.all()):
+            break
+        if bool(done.any()):
+            keep = (~done).nonzero().squeeze(1)
+            cache.batch_select_indices(keep)
+            alive, nxt, mask = alive[keep], nxt[keep], mask[keep]
+            positions = positions[keep]
+        mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=-1)
+        positions = positions[:, -1:] + 1
+        tokens = nxt[:, None]
+    return out

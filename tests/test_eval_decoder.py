@@ -1,0 +1,111 @@
+"""The fast greedy decoder gives `model.generate`'s greedy tokens, row for row: with rows leaving
+the batch early, with the preallocated cache (full and sliding-window layers) and its fallback,
+and with bfloat16 linear layers on packed weights."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+from transformers.cache_utils import DynamicLayer
+
+from mixmerge.evaluation.decoder import greedy_decode, packed_linears, preallocated_cache
+from mixmerge.evaluation.generation import Decoding, generate_responses
+from mixmerge.modeling import ensure_tiny_random, load_causal_lm, load_tokenizer
+from tests.helpers import CONF
+
+TEXTS = [
+    "hello there",
+    "a much longer prompt about many different things, with commas, and more words",
+    "x",
+    "Bonjour, comment ça va ?",
+    "Привет, мир",
+    "नमस्ते दुनिया",
+]
+NEW = 24
+
+
+def build(tmp_path_factory: pytest.TempPathFactory, config: str, **arch: object) -> Path:
+    base = OmegaConf.load(CONF / "model" / f"{config}.yaml").architecture
+    merged = OmegaConf.merge(base, arch)
+    return ensure_tiny_random(tmp_path_factory.mktemp(config) / "m", merged, seed=0)
+
+
+@pytest.fixture(scope="module")
+def llama(tmp_path_factory):
+    return build(tmp_path_factory, "tiny_random")
+
+
+@pytest.fixture(scope="module")
+def gemma_wide(tmp_path_factory):
+    # A window longer than prompt + answer: the sliding layer is preallocated too.
+    return build(tmp_path_factory, "tiny_random_gemma3", sliding_window=256)
+
+
+@pytest.fixture(scope="module")
+def gemma_narrow(tmp_path_factory):
+    # A window of 8: the sequence slides, so the decoder must fall back to the growing cache.
+    return build(tmp_path_factory, "tiny_random_gemma3")
+
+
+def reference(model, tok, enc, stops):
+    """generate()'s greedy tokens, each row cut after its first stop token (generate pads after)."""
+    out = model.generate(
+        **enc,
+        max_new_tokens=NEW,
+        do_sample=False,
+        temperature=None,
+        top_p=None,
+        top_k=None,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=sorted(stops) or None,
+    )[:, enc["input_ids"].shape[1] :].tolist()
+    return [r[: next((i + 1 for i, t in enumerate(r) if t in stops), len(r))] for r in out]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize("which", ["llama", "gemma_wide", "gemma_narrow"])
+def test_fast_greedy_equals_generate(which, dtype, request):
+    path = str(request.getfixturevalue(which))
+    tok = load_tokenizer(path)
+    tok.padding_side = "left"
+    model = load_causal_lm(path, dtype).eval()
+    enc = tok(TEXTS, return_tensors="pt", padding=True, add_special_tokens=False)
+    with torch.inference_mode():
+        free = reference(model, tok, enc, set())
+        # Stop on the tokens the model emits most, so rows finish at different steps and leave the
+        # batch while the others go on.
+        counts = torch.bincount(torch.tensor([t for row in free for t in row]))
+        stops = set(counts.argsort(descending=True)[:2].tolist())
+        want = reference(model, tok, enc, stops)
+        with packed_linears(model) as packed:
+            got = greedy_decode(model, enc["input_ids"], enc["attention_mask"], NEW, stops)
+    assert got == want
+    lengths = {len(r) for r in got}
+    assert len(lengths) > 1 and min(lengths) < NEW  # some rows really stopped early
+    # Packing applies exactly to bfloat16 on a CPU with oneDNN's bf16 support.
+    if dtype == "bfloat16" and torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        assert packed == sum(isinstance(m, torch.nn.Linear) for m in model.modules())
+    else:
+        assert packed == 0
+    # The model is itself again afterwards.
+    assert not any("forward" in vars(m) for m in model.modules())
+
+
+def test_cache_is_preallocated_only_where_nothing_slides(gemma_wide, gemma_narrow, llama):
+    wide = load_causal_lm(str(gemma_wide), "float32").config
+    assert preallocated_cache(wide, 100) is not None
+    assert preallocated_cache(wide, 256) is None  # would slide at the window's end
+    assert preallocated_cache(load_causal_lm(str(gemma_narrow), "float32").config, 100) is None
+    cache = preallocated_cache(load_causal_lm(str(llama), "float32").config, 10)
+    assert cache is not None and all(isinstance(layer, DynamicLayer) for layer in cache.layers)
+
+
+def test_the_evaluation_path_gives_the_same_text_with_either_decoder(gemma_wide):
+    fast = generate_responses(str(gemma_wide), TEXTS, Decoding(max_new_tokens=16, batch_size=4))
+    ref = generate_responses(
+        str(gemma_wide), TEXTS, Decoding(max_new_tokens=16, batch_size=4, decoder="generate")
+    )
+    assert fast == ref and any(fast)

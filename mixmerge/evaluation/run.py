@@ -16,9 +16,11 @@ from omegaconf import DictConfig, OmegaConf
 
 import mixmerge
 from mixmerge import LANGUAGES
+from mixmerge.artifacts import JUDGEMENTS_FILE, RESULTS_FILE, ModelRef
 from mixmerge.config import resolved_config
 from mixmerge.config_checks import check_values, evaluate_rules
 from mixmerge.errors import MixmergeError
+from mixmerge.evaluation.baseline import resolve_baseline, resolve_ref
 from mixmerge.evaluation.evalsets import check_split, load_eval_set
 from mixmerge.evaluation.fluency import fluency_summary, fluency_warning, format_shares
 from mixmerge.evaluation.generation import (
@@ -28,11 +30,9 @@ from mixmerge.evaluation.generation import (
     write_jsonl_atomic,
 )
 from mixmerge.evaluation.judges import check_judge, judge_all, judge_stats
-from mixmerge.evaluation.lineage import ModelRef, resolve_baseline, resolve_ref
 from mixmerge.evaluation.metrics import summarize
 from mixmerge.evaluation.reporting import format_table, log_results
 from mixmerge.evaluation.validation import shipped_validation, validation_note
-from mixmerge.fingerprints import JUDGEMENTS_FILE, RESULTS_FILE
 from mixmerge.io import write_json_atomic
 from mixmerge.model_files import check_model_folder
 

@@ -12,6 +12,7 @@ from typing import Any
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from mixmerge.artifacts import ModelRef
 from mixmerge.config import resolved_config
 from mixmerge.config_checks import check_values, merge_rules
 from mixmerge.errors import MixmergeError
@@ -30,7 +31,7 @@ from mixmerge.merging.mergekit_config import (
     method_spec,
     uses_base,
 )
-from mixmerge.merging.recipes import ModelRef, Recipe, find_base, model_ref, resolve_recipe
+from mixmerge.merging.recipes import Recipe, find_base, model_ref, resolve_recipe
 from mixmerge.model_files import check_model_folder
 from mixmerge.names import output_path
 from mixmerge.provenance import finished_output, parent_entry, write_provenance

@@ -16,12 +16,12 @@ import pandas as pd
 
 from mixmerge import LANGUAGES
 from mixmerge.evaluation.fluency import format_shares
+from mixmerge.lineage import LANGUAGE_MERGE, MIX, OBJECTIVE_MERGE, POST_MERGE
 from mixmerge.merging.methods import METHODS
 from mixmerge.merging.weights import show
 from mixmerge.reporting import published
 from mixmerge.reporting.collect import Evaluated
 from mixmerge.reporting.comparisons import Comparisons, delta_columns, parents_of
-from mixmerge.reporting.lineage import LANGUAGE_MERGE, MIX, OBJECTIVE_MERGE, POST_MERGE
 
 STAGES = ("sft", "dpo")
 METHOD_NAMES = {name: m.display for name, m in METHODS.items()}  # the merge-method registry's

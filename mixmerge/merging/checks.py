@@ -103,7 +103,7 @@ def tokenizer_files(path: Path) -> dict[str, bytes]:
 def same_tokenizer_files(models: list[ModelRef]) -> bool:
     """True when every model carries byte-identical tokenizer files (the usual case: fine-tunes of
     one base), so their vocabularies are equal without loading a tokenizer (~0.3 s each)."""
-    first = tokenizer_files(models[0].path)
+    first = tokenizer_files(models[0].folder)
     return bool(first) and all(tokenizer_files(m.folder) == first for m in models[1:])
 
 

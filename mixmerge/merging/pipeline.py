@@ -9,13 +9,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from mixmerge.artifacts import ModelRef
 from mixmerge.config import resolved_config
 from mixmerge.config_checks import check_values, merge_rules
 from mixmerge.errors import MixmergeError
+from mixmerge.instantiators import close_loggers, instantiate_loggers
 from mixmerge.io import atomic_dir
 from mixmerge.merging.checks import (
     check_compatible,
@@ -195,15 +195,8 @@ def evaluate_merged(model_dir: Path, cfg: DictConfig) -> dict[str, Any]:
 
 def log_to_loggers(cfg: DictConfig, resolved: dict[str, Any], metrics: dict[str, Any]) -> None:
     """Log the config and the merge's figures to the configured loggers (none by default)."""
-    nodes = cfg.get("logger") or {}
-    for node in nodes.values():
-        if not (isinstance(node, DictConfig) and "_target_" in node):
-            continue
-        logger = instantiate(node)
+    loggers = instantiate_loggers(cfg)
+    for logger in loggers:
         logger.log_hyperparams({"config": resolved})
         logger.log_metrics({f"merge/{k}": float(v) for k, v in metrics.items()})
-        logger.finalize("success")
-        if type(logger).__name__ == "WandbLogger":
-            import wandb
-
-            wandb.finish()  # one W&B run per merge, also in a multirun
+    close_loggers(loggers)  # one W&B run per merge, also in a multirun

@@ -15,6 +15,7 @@ from mixmerge.artifacts import PROVENANCE_FILE, RESULTS_FILE, FrontResult, Searc
 from mixmerge.config import resolved_config
 from mixmerge.errors import MixmergeError
 from mixmerge.evaluation.evalsets import SPLITS, check_split, load_eval_set
+from mixmerge.instantiators import close_loggers
 from mixmerge.io import write_text_atomic
 from mixmerge.search import front as fr
 from mixmerge.search.space import Candidate, SearchSpace, build_space, suggest
@@ -317,10 +318,8 @@ def write_trials(study: Any, run_dir: Path) -> Path:
     return path
 
 
-def instantiate_loggers(cfg: DictConfig) -> list[Any]:
-    from mixmerge.training.pipeline import instantiate_dict
-
-    loggers = instantiate_dict(cfg.get("logger"))
+def start_loggers(cfg: DictConfig) -> list[Any]:
+    loggers = start_loggers(cfg)
     for logger in loggers:
         logger.log_hyperparams({"config": resolved_config(cfg)})
     return loggers
@@ -336,10 +335,7 @@ def finish_loggers(loggers: list[Any], rows: list[dict], figure: Path, summary: 
             logger.log_table(key="search/pareto", dataframe=frame.where(frame.notna(), None))
         if hasattr(logger, "log_image"):
             logger.log_image(key="search/pareto", images=[str(figure)])
-        logger.save()
-        logger.finalize("success")
-        if type(logger).__name__ == "WandbLogger":
-            logger.experiment.finish()
+    close_loggers(loggers)
 
 
 def search(cfg: DictConfig) -> dict[str, Any]:
@@ -350,7 +346,7 @@ def search(cfg: DictConfig) -> dict[str, Any]:
     run_dir = Path(cfg.paths.output_dir)
     url, budget = str(cfg.search.storage), int(cfg.search.budget)
     log.info("Search %s: budget %d, prompts per split %s", cfg.search.study_name, budget, prompts)
-    loggers = instantiate_loggers(cfg)
+    loggers = start_loggers(cfg)
     ran = 0
     while True:
         with worker_lock(url):
@@ -375,8 +371,7 @@ def search(cfg: DictConfig) -> dict[str, Any]:
             # Another worker still runs the last trials: it reports the front when they finish.
             print(f"Budget taken: {counted(study)} trials finished or running; "
                   "the worker that finishes the last one reports the front")  # fmt: skip
-            for logger in loggers:
-                logger.finalize("success")
+            close_loggers(loggers)
             return {"trials_run": ran, "finished": len(_completed(study)), "front": None}
         front, report = report_front(cfg, study)
         prune_models(study, str(cfg.search.keep), final=True)

@@ -10,7 +10,8 @@ import pandas as pd
 
 from mixmerge import LANGUAGES
 from mixmerge.reporting import published
-from mixmerge.reporting.tables import Options, best_rule_text, method_name, ratio_text
+from mixmerge.reporting.labels import method_name, ratio_text
+from mixmerge.reporting.selection import Options, best_rule_text
 
 DASH = "—"
 

@@ -19,8 +19,11 @@ from mixmerge.io import atomic_dir, write_json_atomic
 from mixmerge.reporting import markdown, plots, tables
 from mixmerge.reporting.collect import Collection, Evaluated, collect
 from mixmerge.reporting.comparisons import Comparisons
+from mixmerge.reporting.labels import sort_key
 from mixmerge.reporting.loggers import log_report
 from mixmerge.reporting.missing import missing_items, warnings
+from mixmerge.reporting.published_join import published_frame
+from mixmerge.reporting.selection import BEST_RULES, Options, merges_frame
 
 CSV_FILES = {
     "models": "models.csv",
@@ -37,7 +40,7 @@ REPORT_FILE = "report.md"
 SUMMARY_FILE = "summary.json"
 
 
-def check_config(cfg: DictConfig) -> tables.Options:
+def check_config(cfg: DictConfig) -> Options:
     """Checks Hydra cannot do itself, before anything is read."""
     dirs = cfg.get("search_dirs")
     if (
@@ -52,10 +55,8 @@ def check_config(cfg: DictConfig) -> tables.Options:
     if cfg.merge_weights not in ("best", "all"):
         raise MixmergeError(f"merge_weights={cfg.merge_weights}: expected best or all")
     rule, endpoints = cfg.best_weight.rule, cfg.best_weight.include_endpoints
-    if rule not in tables.BEST_RULES:
-        raise MixmergeError(
-            f"best_weight.rule={rule}: expected one of {', '.join(tables.BEST_RULES)}"
-        )
+    if rule not in BEST_RULES:
+        raise MixmergeError(f"best_weight.rule={rule}: expected one of {', '.join(BEST_RULES)}")
     if not isinstance(endpoints, bool):
         raise MixmergeError(f"best_weight.include_endpoints={endpoints}: expected true or false")
     samples, seed = cfg.paired.samples, cfg.paired.seed
@@ -68,7 +69,7 @@ def check_config(cfg: DictConfig) -> tables.Options:
     dpi = cfg.plots.dpi
     if not isinstance(dpi, int) or isinstance(dpi, bool) or not 30 <= dpi <= 600:
         raise MixmergeError(f"plots.dpi={dpi}: expected an integer in [30, 600]")
-    return tables.Options(
+    return Options(
         reference_ratio=float(ratio),
         merge_weights=str(cfg.merge_weights),
         best_rule=str(rule),
@@ -79,12 +80,12 @@ def check_config(cfg: DictConfig) -> tables.Options:
     )
 
 
-def build_frames(models: Sequence[Evaluated], options: tables.Options) -> dict[str, pd.DataFrame]:
+def build_frames(models: Sequence[Evaluated], options: Options) -> dict[str, pd.DataFrame]:
     """Every table of the report, keyed as in CSV_FILES."""
-    models = sorted(models, key=tables.sort_key)
+    models = sorted(models, key=sort_key)
     comparisons = Comparisons(options.paired_samples, options.paired_seed)
     frame = tables.model_frame(models, options, comparisons)
-    merges = tables.merges_frame(frame, options)
+    merges = merges_frame(frame, options)
     parents = tables.parents_frame(models, frame, comparisons)
     frames = {
         "models": frame,
@@ -93,7 +94,7 @@ def build_frames(models: Sequence[Evaluated], options: tables.Options) -> dict[s
         "per_language": tables.per_language_frame(models, frame),
         "language": tables.language_frame(frame, options),
         "position": tables.position_frame(frame, merges, options),
-        "published": tables.published_frame(),
+        "published": published_frame(),
         "parents": parents,
         "paired": comparisons.frame(),
     }

@@ -175,40 +175,7 @@ def report(cfg: DictConfig) -> dict[str, Any]:
     summary = summarize(found, frames)
     staging = Path(tempfile.mkdtemp(prefix=".report-", dir=run_dir))
     try:
-        for key, name in CSV_FILES.items():
-            frames[key].to_csv(staging / name, index=False)
-        figures, skipped = (
-            draw(frames, staging, cfg)
-            if cfg.plots.enabled
-            else ({}, {"figures": "plots.enabled=false"})
-        )
-        missing = missing_items(found, frames, skipped, options)
-        files = [
-            REPORT_FILE,
-            SUMMARY_FILE,
-            *CSV_FILES.values(),
-            *(p.name for p in figures.values()),
-        ]
-        header = {
-            "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-            "judges": judges_with_validation(found.evaluated) or "—",
-            "searched": ", ".join(f"`{p}`" for p in found.searched) or "—",
-            "not_found": ", ".join(f"`{p}`" for p in found.missing_dirs),
-            "files": " ".join(files),
-        }
-        text = markdown.render(
-            frames,
-            {k: p.name for k, p in figures.items()},
-            missing,
-            warnings(frames["models"]),
-            options,
-            header,
-        )
-        (staging / REPORT_FILE).write_text(text, encoding="utf-8")
-        write_json_atomic(
-            staging / SUMMARY_FILE,
-            {**summary, "created": header["created"], "missing": missing, "files": files},
-        )
+        figures, missing = write_report(cfg, found, frames, summary, options, staging)
         _publish(staging, run_dir, latest)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -218,7 +185,6 @@ def report(cfg: DictConfig) -> dict[str, Any]:
         {k: run_dir / p.name for k, p in figures.items()},
         summary,
     )
-
     print(
         f"Report of {summary['evaluated_models']} evaluated model(s); {len(missing)} item(s) missing (see report.md)"
     )
@@ -233,3 +199,45 @@ def report(cfg: DictConfig) -> dict[str, Any]:
         "report": str(run_dir / REPORT_FILE),
         "latest": str(latest) if latest else None,
     }
+
+
+def write_report(
+    cfg: DictConfig,
+    found: Collection,
+    frames: dict[str, pd.DataFrame],
+    summary: dict[str, Any],
+    options: Options,
+    staging: Path,
+) -> tuple[dict[str, Path], list[Any]]:
+    """The CSV tables, the figures, report.md and summary.json into `staging`; returns the
+    figures and the missing items."""
+    for key, name in CSV_FILES.items():
+        frames[key].to_csv(staging / name, index=False)
+    figures, skipped = (
+        draw(frames, staging, cfg)
+        if cfg.plots.enabled
+        else ({}, {"figures": "plots.enabled=false"})
+    )
+    missing = missing_items(found, frames, skipped, options)
+    files = [REPORT_FILE, SUMMARY_FILE, *CSV_FILES.values(), *(p.name for p in figures.values())]
+    header = {
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "judges": judges_with_validation(found.evaluated) or "—",
+        "searched": ", ".join(f"`{p}`" for p in found.searched) or "—",
+        "not_found": ", ".join(f"`{p}`" for p in found.missing_dirs),
+        "files": " ".join(files),
+    }
+    text = markdown.render(
+        frames,
+        {k: p.name for k, p in figures.items()},
+        missing,
+        warnings(frames["models"]),
+        options,
+        header,
+    )
+    (staging / REPORT_FILE).write_text(text, encoding="utf-8")
+    write_json_atomic(
+        staging / SUMMARY_FILE,
+        {**summary, "created": header["created"], "missing": missing, "files": files},
+    )
+    return figures, missing

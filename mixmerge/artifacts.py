@@ -17,6 +17,7 @@ be absent) and strict on what a reader needs (`kind`, the model evaluated, the r
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -213,8 +214,13 @@ class ParetoRow(_Artifact):
 A = TypeVar("A", bound=BaseModel)
 
 
+# pydantic adds the member of a union it tried to a location ('weight.float', 'x.list[float]'):
+# the user's file has no such key.
+_UNION_MEMBER = re.compile(r"^(float|int|str|bool|none|list\[.*\]|dict\[.*\]|[a-z-]+\[.*\])$")
+
+
 def _location(loc: tuple[Any, ...]) -> str:
-    return ".".join(str(part) for part in loc)
+    return ".".join(str(p) for p in loc if not (isinstance(p, str) and _UNION_MEMBER.match(p)))
 
 
 def _why(err: ValidationError) -> str:

@@ -15,7 +15,7 @@ from mixmerge.artifacts import PROVENANCE_FILE, RESULTS_FILE, FrontResult, Searc
 from mixmerge.config import resolved_config
 from mixmerge.errors import MixmergeError
 from mixmerge.evaluation.evalsets import SPLITS, check_split, load_eval_set
-from mixmerge.instantiators import close_loggers
+from mixmerge.instantiators import close_loggers, instantiate_loggers
 from mixmerge.io import write_text_atomic
 from mixmerge.search import front as fr
 from mixmerge.search.space import Candidate, SearchSpace, build_space, suggest
@@ -319,7 +319,8 @@ def write_trials(study: Any, run_dir: Path) -> Path:
 
 
 def start_loggers(cfg: DictConfig) -> list[Any]:
-    loggers = start_loggers(cfg)
+    """The configured loggers, with the search's config logged."""
+    loggers = instantiate_loggers(cfg)
     for logger in loggers:
         logger.log_hyperparams({"config": resolved_config(cfg)})
     return loggers

@@ -42,7 +42,7 @@ def wandb_offline() -> bool:
 
 
 def register_resolvers() -> None:
-    from mixmerge.merging.naming import weight_suffix
+    from mixmerge.names import weight_suffix  # the shared core, not a stage
 
     resolvers = {
         "mixmerge.precision": auto_precision,

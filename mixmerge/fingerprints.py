@@ -7,11 +7,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from mixmerge.artifacts import PROVENANCE_FILE, RESULTS_FILE
 from mixmerge.io import write_json_atomic
-from mixmerge.provenance import PROVENANCE_FILE
 
-RESULTS_FILE = "eval_results.json"
-JUDGEMENTS_FILE = "judgements.jsonl"  # per-item verdicts, beside RESULTS_FILE
 # What a model folder's identity is made of: weights, configs and tokenizer files. Provenance and
 # evaluation results are written into the folder later and must not change its fingerprint.
 _MODEL_SUFFIXES = {".safetensors", ".bin", ".gguf", ".json", ".model", ".txt", ".jinja"}

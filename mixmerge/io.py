@@ -110,12 +110,11 @@ def atomic_dir(final: str | Path, overwrite: bool = False) -> Iterator[Path]:
             tmp.rename(final)
 
 
-def write_json_atomic(path: str | Path, data: Any) -> Path:
-    """Write JSON through a temporary file and an atomic rename."""
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """Write text through a temporary file and an atomic rename (a reader never sees half of it)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    text = json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n"
     try:
         tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, path)
@@ -126,3 +125,10 @@ def write_json_atomic(path: str | Path, data: Any) -> Path:
             raise disk_error(err, path, kept) from err
         raise
     return path
+
+
+def write_json_atomic(path: str | Path, data: Any) -> Path:
+    """Write JSON through a temporary file and an atomic rename."""
+    return write_text_atomic(
+        path, json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n"
+    )

@@ -6,6 +6,10 @@ plain name: not empty, no path separator, not `.` or `..`, not absolute. It is j
 points elsewhere is refused too). An INPUT reference (`model_ref`, `baseline`, `model.init_from`,
 recipe models) is either a plain name, looked up under `paths.models_dir` only, or something the
 user wrote as a path (`/abs`, `./rel`, `../up`, `~/x`, `a/b`), used as written.
+
+Merged models get stable, readable names, e.g. `merge-objective-ties-w0.3`: the config derives
+`output_name` itself through the `${mixmerge.weight_suffix:…}` resolver (registered in
+mixmerge.config), so the name shows in `--cfg job`, W&B and the run directory.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Any
+
+from omegaconf import ListConfig
 
 from mixmerge.errors import MixmergeError
 
@@ -74,3 +80,19 @@ def reference_path(ref: str, root: str | Path) -> Path:
     if looks_like_path(ref):
         return Path(ref).expanduser()
     return Path(root) / ref
+
+
+def format_number(value: Any) -> str:
+    """0 → '0', 0.30 → '0.3', 1.0 → '1'; anything that is not a number is kept as written."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return str(value).replace(" ", "")
+    return f"{float(value):g}"
+
+
+def weight_suffix(weight: Any) -> str:
+    """'-w0.3' for a weight, '-w0-0.5-1' for a per-layer gradient or per-model list, '' for none."""
+    if weight is None:
+        return ""
+    if isinstance(weight, (list, tuple, ListConfig)):
+        return "-w" + "-".join(format_number(v) for v in weight)
+    return "-w" + format_number(weight)

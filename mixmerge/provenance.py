@@ -1,25 +1,36 @@
-"""Provenance: every trained or merged model folder carries `mixmerge.json` saying where it came from."""
+"""Provenance: every trained or merged model folder carries `mixmerge.json` saying where it came
+from (its shape: `mixmerge.artifacts.Provenance`)."""
 
 from __future__ import annotations
 
 import datetime as _dt
-import json
 from pathlib import Path
 from typing import Any
 
 import mixmerge
+from mixmerge.artifacts import (
+    PROVENANCE_FILE,
+    Provenance,
+    load_provenance,
+    validate,
+    write_artifact,
+)
 from mixmerge.errors import MixmergeError
-from mixmerge.io import write_json_atomic
 
-PROVENANCE_FILE = "mixmerge.json"
+__all__ = [
+    "PROVENANCE_FILE",
+    "finished_output",
+    "parent_entry",
+    "read_provenance",
+    "write_provenance",
+]
 
 
 def read_provenance(model_dir: str | Path) -> dict[str, Any] | None:
-    """The provenance of a model folder, or None for a model mixmerge did not make."""
-    path = Path(model_dir) / PROVENANCE_FILE
-    if not path.is_file():
-        return None
-    return json.loads(path.read_text(encoding="utf-8"))
+    """A model folder's checked provenance as plain data, or None for a model mixmerge did not
+    make (`mixmerge.artifacts.load_provenance` gives the typed record)."""
+    provenance = load_provenance(model_dir)
+    return None if provenance is None else provenance.as_dict()
 
 
 def parent_entry(reference: str, resolved: str | Path) -> dict[str, Any]:
@@ -39,7 +50,8 @@ def write_provenance(model_dir: str | Path, kind: str, **fields: Any) -> Path:
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         **fields,
     }
-    return write_json_atomic(Path(model_dir) / PROVENANCE_FILE, record)
+    path = Path(model_dir) / PROVENANCE_FILE
+    return write_artifact(path, validate(Provenance, record, path))
 
 
 def finished_output(

@@ -43,23 +43,24 @@ def group_overrides(primary: str) -> list[str]:
     return out
 
 
-def test_primary_configs_list_every_group():
-    defaults = OmegaConf.load(CONF / "train.yaml").defaults
+def defaults_groups(primary: str) -> list[str]:
+    """The config groups a primary config's defaults list names (`optional` stripped)."""
+    defaults = OmegaConf.load(CONF / f"{primary}.yaml").defaults
     names = [next(iter(d)) if not isinstance(d, str) else d for d in defaults]
-    for group in (
-        "model",
-        "data",
-        "languages",
-        "objective",
-        "peft",
-        "trainer",
-        "strategy",
-        "logger",
-        "paths",
-        "hydra",
-        "experiment",
-    ):
-        assert group in names
+    return [n.replace("optional ", "") for n in names if n != "_self_"]
+
+
+def test_primary_configs_list_every_group():
+    """Every group folder under conf/ is used by some entry point, and every group a defaults
+    list names exists (except `local`, the user's own untracked overrides)."""
+    named = {primary: defaults_groups(primary) for primary in PRIMARY}
+    folders = {p.name for p in CONF.iterdir() if p.is_dir()}
+    unused = folders - {group for groups in named.values() for group in groups}
+    assert not unused, f"config groups no primary config names: {sorted(unused)}"
+    for primary, groups in named.items():
+        missing = set(groups) - folders - {"local"}
+        assert not missing, f"{primary}.yaml names groups with no folder: {sorted(missing)}"
+        assert {"paths", "hydra"} <= set(groups), primary
 
 
 @pytest.mark.parametrize(

@@ -12,11 +12,12 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from safetensors.torch import load_file, save_file
 
+from mixmerge.artifacts import ModelRef
 from mixmerge.config import compose_config, resolved_config
 from mixmerge.errors import MixmergeError
 from mixmerge.evaluation.judges import Judge
-from mixmerge.evaluation.lineage import ModelRef, find_baseline
 from mixmerge.evaluation.run import evaluate
+from mixmerge.lineage import find_baseline
 from mixmerge.modeling import ensure_tiny_random, resolve_model
 from mixmerge.provenance import parent_entry, write_provenance
 from tests.helpers import CONF

@@ -15,10 +15,10 @@ import pytest
 
 from mixmerge.config import compose_config
 from mixmerge.errors import MixmergeError
+from mixmerge.lineage import LANGUAGE_MERGE, MIX, OBJECTIVE_MERGE, POST_MERGE, describe
 from mixmerge.provenance import read_provenance
-from mixmerge.reporting.lineage import LANGUAGE_MERGE, MIX, OBJECTIVE_MERGE, POST_MERGE, describe
 from mixmerge.reporting.run import report
-from mixmerge.reporting.tables import pareto_front
+from mixmerge.reporting.selection import pareto_front
 from tests.report_helpers import build_study, eval_results, load_spec
 
 PNGS = ("pareto.png", "weight_sensitivity.png", "heatmap.png")

@@ -7,6 +7,8 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from mixmerge.instantiators import close_loggers, instantiate_nodes
+
 TABLE_COLUMNS = [
     "language",
     "harm_rate",
@@ -44,7 +46,6 @@ def log_results(
     if not loggers:
         return
     from mixmerge.evaluation.judges import RECORD_FIELDS
-    from mixmerge.training.pipeline import instantiate_dict
 
     rows = [
         [lang, *(values.get(c) for c in TABLE_COLUMNS[1:])]
@@ -53,7 +54,8 @@ def log_results(
     # W&B tables want one type per column: verdicts as text ("true"/"false"/"0.5"), None as "".
     items = [[_cell(r.get(c)) for c in RECORD_FIELDS] for r in records]
     average = scalar_metrics(results)
-    for logger in instantiate_dict(loggers):
+    used = instantiate_nodes(loggers)
+    for logger in used:
         logger.log_hyperparams(
             {
                 "config": config,
@@ -66,11 +68,7 @@ def log_results(
             logger.log_table(key="eval/languages", columns=TABLE_COLUMNS, data=rows)
             if items:
                 logger.log_table(key="eval/judgements", columns=list(RECORD_FIELDS), data=items)
-        logger.save()
-        logger.finalize("success")
-        finish = getattr(getattr(logger, "experiment", None), "finish", None)
-        if callable(finish) and type(logger).__name__ == "WandbLogger":
-            finish()
+    close_loggers(used)
 
 
 def _cell(value: Any) -> str:

@@ -5,7 +5,6 @@ run directory (+ per-language rates and the per-item table to the loggers)."""
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -16,9 +15,18 @@ from omegaconf import DictConfig, OmegaConf
 
 import mixmerge
 from mixmerge import LANGUAGES
+from mixmerge.artifacts import (
+    JUDGEMENTS_FILE,
+    RESULTS_FILE,
+    EvalResults,
+    ModelRef,
+    read_artifact,
+    validate,
+)
 from mixmerge.config import resolved_config
 from mixmerge.config_checks import check_values, evaluate_rules
 from mixmerge.errors import MixmergeError
+from mixmerge.evaluation.baseline import resolve_baseline, resolve_ref
 from mixmerge.evaluation.evalsets import check_split, load_eval_set
 from mixmerge.evaluation.fluency import fluency_summary, fluency_warning, format_shares
 from mixmerge.evaluation.generation import (
@@ -28,11 +36,9 @@ from mixmerge.evaluation.generation import (
     write_jsonl_atomic,
 )
 from mixmerge.evaluation.judges import check_judge, judge_all, judge_stats
-from mixmerge.evaluation.lineage import ModelRef, resolve_baseline, resolve_ref
 from mixmerge.evaluation.metrics import summarize
 from mixmerge.evaluation.reporting import format_table, log_results
 from mixmerge.evaluation.validation import shipped_validation, validation_note
-from mixmerge.fingerprints import JUDGEMENTS_FILE, RESULTS_FILE
 from mixmerge.io import write_json_atomic
 from mixmerge.model_files import check_model_folder
 
@@ -102,24 +108,59 @@ def _generate(
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Run one evaluation; returns the results written to eval_results.json."""
     decoding, languages = check_config(cfg)
-    model = resolve_ref(str(cfg.model_ref), cfg, key="model_ref")
-    if not Path(model.path).is_dir():
-        raise MixmergeError(
-            f"model_ref={cfg.model_ref}: {model.path} is not a local folder (results are written beside the model)"
-        )
+    model = resolve_evaluated(cfg)
     finished = Path(model.path) / RESULTS_FILE
     if cfg.get("skip_existing") and finished.is_file():
         print(f"{finished} already exists; skipping (skip_existing=true)")
-        return json.loads(finished.read_text(encoding="utf-8"))
+        return read_artifact(EvalResults, finished).as_dict()
     baseline = resolve_baseline(cfg.baseline, model, cfg)
     # Both are read before anything is generated: a corrupt file is one line, not a traceback later.
     check_model_folder(model.path, key="model_ref")
     check_model_folder(baseline.path, key="baseline")
     judge = build_judge(cfg.judge)
     check_judge(judge, languages)
+    items = load_items(cfg, languages)
+    log.info(
+        "Evaluating %s against %s (%s): %d red-team and %d general prompts",
+        model.path,
+        baseline.path,
+        baseline.how,
+        sum(item["set"] == "redteam" for item in items),
+        sum(item["set"] == "general" for item in items),
+    )
+    base_gen = _generate(baseline, items, decoding, cfg, "baseline")
+    model_gen = (
+        base_gen if model.path == baseline.path else _generate(model, items, decoding, cfg, "model")
+    )
+    run_dir = Path(cfg.paths.output_dir)
+    write_jsonl_atomic(run_dir / "generations_model.jsonl", model_gen.rows)
+    write_jsonl_atomic(run_dir / "generations_baseline.jsonl", base_gen.rows)
+    per_language, records = judge_all(judge, items, model_gen.rows, base_gen.rows)
+    metrics = score(cfg, judge, per_language, languages)
+    results = build_results(cfg, model, baseline, judge, metrics, model_gen, base_gen, records)
+    beside = write_results(results, records, run_dir, Path(model.path))
+    log_results(cfg.get("logger"), results, resolved_config(cfg), records)
+    print_summary(results, judge.name, beside, run_dir, base_gen.cached)
+    return results
+
+
+def resolve_evaluated(cfg: DictConfig) -> ModelRef:
+    """The model to evaluate: a local folder (its results are written beside it)."""
+    model = resolve_ref(str(cfg.model_ref), cfg, key="model_ref")
+    if not Path(model.path).is_dir():
+        raise MixmergeError(
+            f"model_ref={cfg.model_ref}: {model.path} is not a local folder (results are written beside the model)"
+        )
+    return model
+
+
+def load_items(cfg: DictConfig, languages: list[str]) -> list[dict[str, Any]]:
+    """The red-team then the general prompts of the chosen split, for every language."""
     split, fraction, split_seed = check_split(cfg.evalset)
-    redteam, general = (
-        load_eval_set(
+    items = [
+        item
+        for kind in ("redteam", "general")
+        for item in load_eval_set(
             kind,
             cfg.evalset[kind],
             languages,
@@ -129,32 +170,19 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
             fraction,
             split_seed,
         )
-        for kind in ("redteam", "general")
-    )
-    items = redteam + general
+    ]
     if not items:
         raise MixmergeError(
             f"evalset={cfg.evalset.name}: no prompts for languages {' '.join(languages)}"
         )
-    log.info(
-        "Evaluating %s against %s (%s): %d red-team and %d general prompts",
-        model.path,
-        baseline.path,
-        baseline.how,
-        len(redteam),
-        len(general),
-    )
+    return items
 
-    base_gen = _generate(baseline, items, decoding, cfg, "baseline")
-    model_gen = (
-        base_gen if model.path == baseline.path else _generate(model, items, decoding, cfg, "model")
-    )
-    run_dir = Path(cfg.paths.output_dir)
-    write_jsonl_atomic(run_dir / "generations_model.jsonl", model_gen.rows)
-    write_jsonl_atomic(run_dir / "generations_baseline.jsonl", base_gen.rows)
 
-    per_language, records = judge_all(judge, items, model_gen.rows, base_gen.rows)
-    stats = judge_stats(judge)
+def score(
+    cfg: DictConfig, judge: Any, per_language: dict[str, Any], languages: list[str]
+) -> dict[str, Any]:
+    """Rates per language and averaged (with bootstrap intervals); a judge that could judge
+    nothing is one line, and nothing is written."""
     metrics = summarize(
         {lang: per_language[lang] for lang in languages if lang in per_language},
         cfg.bootstrap.samples,
@@ -167,10 +195,20 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
             f"judge={judge.name}: no judgement could be made ({totals['harm_unparsed'] + totals['baseline_harm_unparsed']} harm and "
             f"{totals['win_unparsed']} pairwise judgements unparsed); no results written"
         )
-    fluency = {
-        "model": fluency_summary(model_gen.rows, cfg.fluency_threshold),
-        "baseline": fluency_summary(base_gen.rows, cfg.fluency_threshold),
-    }
+    return metrics
+
+
+def build_results(
+    cfg: DictConfig,
+    model: ModelRef,
+    baseline: ModelRef,
+    judge: Any,
+    metrics: dict[str, Any],
+    model_gen: Generations,
+    base_gen: Generations,
+    records: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """The content of eval_results.json (mixmerge.artifacts.EvalResults), checked."""
     judge_config = OmegaConf.to_container(cfg.judge, resolve=True)
     results = {
         "mixmerge_version": mixmerge.__version__,
@@ -180,7 +218,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "judge": {
             "name": judge.name,
             "config": judge_config,
-            "stats": stats,
+            "stats": judge_stats(judge),
             # How far this judge agrees with careful labels of real outputs (None: never measured).
             "validation": shipped_validation(judge, judge_config),
         },
@@ -195,37 +233,51 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
             "baseline_cached": base_gen.cached,
         },
         **metrics,
-        "fluency": fluency,
+        "fluency": {
+            "model": fluency_summary(model_gen.rows, cfg.fluency_threshold),
+            "baseline": fluency_summary(base_gen.rows, cfg.fluency_threshold),
+        },
         "judgements": {"file": JUDGEMENTS_FILE, "records": len(records)},
-        "run_dir": str(run_dir),
+        "run_dir": str(cfg.paths.output_dir),
     }
-    unparsed = (
-        results["totals"]["harm_unparsed"]
-        + results["totals"]["baseline_harm_unparsed"]
-        + results["totals"]["win_unparsed"]
-    )
+    validate(EvalResults, results, RESULTS_FILE)  # a writer's mistake fails here, not in the report
+    return results
+
+
+def write_results(
+    results: dict[str, Any], records: list[dict[str, Any]], run_dir: Path, model_dir: Path
+) -> Path:
+    """judgements.jsonl and eval_results.json in the run directory and beside the model; returns
+    the results file beside the model."""
     # The audit file first: eval_results.json beside the model marks a finished evaluation.
     write_jsonl_atomic(run_dir / JUDGEMENTS_FILE, records)
-    write_jsonl_atomic(Path(model.path) / JUDGEMENTS_FILE, records)
+    write_jsonl_atomic(model_dir / JUDGEMENTS_FILE, records)
     write_json_atomic(run_dir / RESULTS_FILE, results)
-    beside = write_json_atomic(Path(model.path) / RESULTS_FILE, results)
-    log_results(cfg.get("logger"), results, resolved_config(cfg), records)
+    return write_json_atomic(model_dir / RESULTS_FILE, results)
+
+
+def print_summary(
+    results: dict[str, Any], judge: str, beside: Path, run_dir: Path, baseline_cached: bool
+) -> None:
+    """The per-language table, the judge's standing, unparsed and fluency notes, where it went."""
     print(format_table(results))
-    print(f"Judge: {validation_note(judge.name, results['judge']['validation'])}")
+    print(f"Judge: {validation_note(judge, results['judge']['validation'])}")
+    totals = results["totals"]
+    unparsed = totals["harm_unparsed"] + totals["baseline_harm_unparsed"] + totals["win_unparsed"]
     if unparsed:
         print(
-            f"Judge {judge.name}: {unparsed} judgements unparsed (left out of the rates, counted in {RESULTS_FILE})"
+            f"Judge {judge}: {unparsed} judgements unparsed (left out of the rates, counted in {RESULTS_FILE})"
         )
-    for who, summary in fluency.items():
+    for who, summary in results["fluency"].items():
         print(f"Fluent answers ({who}): {format_shares(summary, summary['per_language'])}")
         warning = fluency_warning(summary, f"the {who}")
         if warning:
             print(warning)
+    baseline = results["baseline"]
     print(
-        f"Baseline: {baseline.path} ({baseline.how}{', cached generations' if base_gen.cached else ''})"
+        f"Baseline: {baseline['path']} ({baseline['how']}{', cached generations' if baseline_cached else ''})"
     )
     print(f"Results written to {beside} and {run_dir / RESULTS_FILE}")
     print(
         f"Per-item judgements (prompt, responses, verdicts, reasons): {beside.parent / JUDGEMENTS_FILE}"
     )
-    return results

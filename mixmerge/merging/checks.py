@@ -11,8 +11,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from mixmerge.artifacts import ModelRef
 from mixmerge.errors import MixmergeError
-from mixmerge.merging.recipes import ModelRef
 from mixmerge.model_files import check_model_folder
 
 log = logging.getLogger(__name__)
@@ -26,25 +26,25 @@ def check_distinct(models: list[ModelRef]) -> None:
     """mergekit addresses models by path: the same folder twice would be one input, not two."""
     seen: dict[Path, ModelRef] = {}
     for model in models:
-        if model.path in seen:
+        if model.folder in seen:
             raise MixmergeError(
-                f"{label(model)}: the same model as {label(seen[model.path])} ({model.path})"
+                f"{label(model)}: the same model as {label(seen[model.folder])} ({model.folder})"
             )
-        seen[model.path] = model
+        seen[model.folder] = model
 
 
 def check_readable(models: list[ModelRef]) -> None:
     """Every parent's config, weights headers and tokenizer files read (one line if one does not)."""
     for model in models:
-        check_model_folder(model.path, key=label(model))
+        check_model_folder(model.folder, key=label(model))
 
 
 def check_paths(models: list[ModelRef]) -> None:
     """mergekit reads `a+b` as a model plus a LoRA and `a@r` as a revision."""
     for model in models:
-        if "+" in str(model.path) or "@" in str(model.path):
+        if "+" in str(model.folder) or "@" in str(model.folder):
             raise MixmergeError(
-                f"{label(model)}: mergekit cannot read a path containing '+' or '@' ({model.path})"
+                f"{label(model)}: mergekit cannot read a path containing '+' or '@' ({model.folder})"
             )
 
 
@@ -103,48 +103,48 @@ def tokenizer_files(path: Path) -> dict[str, bytes]:
 def same_tokenizer_files(models: list[ModelRef]) -> bool:
     """True when every model carries byte-identical tokenizer files (the usual case: fine-tunes of
     one base), so their vocabularies are equal without loading a tokenizer (~0.3 s each)."""
-    first = tokenizer_files(models[0].path)
-    return bool(first) and all(tokenizer_files(m.path) == first for m in models[1:])
+    first = tokenizer_files(models[0].folder)
+    return bool(first) and all(tokenizer_files(m.folder) == first for m in models[1:])
 
 
 def check_compatible(models: list[ModelRef], tokenizer_source: str | None) -> None:
     """Same architecture, same vocabulary (unless a tokenizer source is set), same tensor shapes."""
     first, rest = models[0], models[1:]
-    configs = {m.path: read_config(m.path) for m in models}
+    configs = {m.folder: read_config(m.folder) for m in models}
     for model in rest:
-        if architecture(configs[model.path]) != architecture(configs[first.path]):
+        if architecture(configs[model.folder]) != architecture(configs[first.folder]):
             raise MixmergeError(
-                f"{label(model)}: architecture {architecture(configs[model.path])} differs from "
-                f"{label(first)} ({architecture(configs[first.path])})"
+                f"{label(model)}: architecture {architecture(configs[model.folder])} differs from "
+                f"{label(first)} ({architecture(configs[first.folder])})"
             )
 
-    vocab_sizes = {m.path: configs[m.path].get("vocab_size") for m in models}
+    vocab_sizes = {m.folder: configs[m.folder].get("vocab_size") for m in models}
     shared = same_tokenizer_files(models)
-    vocabs = {m.path: None if shared else vocabulary(m.path) for m in models}
+    vocabs = {m.folder: None if shared else vocabulary(m.folder) for m in models}
     vocab_differs = False
     for model in rest:
-        a, b = vocabs[first.path], vocabs[model.path]
-        differs = vocab_sizes[model.path] != vocab_sizes[first.path] or (
+        a, b = vocabs[first.folder], vocabs[model.folder]
+        differs = vocab_sizes[model.folder] != vocab_sizes[first.folder] or (
             a is not None and b is not None and a != b
         )
         vocab_differs = vocab_differs or differs
         if differs and not tokenizer_source:
-            sizes = f"{len(b) if b is not None else vocab_sizes[model.path]} vs {len(a) if a is not None else vocab_sizes[first.path]} tokens"
+            sizes = f"{len(b) if b is not None else vocab_sizes[model.folder]} vs {len(a) if a is not None else vocab_sizes[first.folder]} tokens"
             raise MixmergeError(
                 f"{label(model)}: vocabulary differs from {label(first)} ({sizes}); set "
                 "merge.tokenizer_source=base, union or a model to merge across vocabularies"
             )
 
-    shapes = {m.path: tensor_shapes(m.path) for m in models}
-    reference = shapes[first.path]
-    if reference is None or any(shapes[m.path] is None for m in rest):
+    shapes = {m.folder: tensor_shapes(m.folder) for m in models}
+    reference = shapes[first.folder]
+    if reference is None or any(shapes[m.folder] is None for m in rest):
         log.warning(
             "Some models have no safetensors files; tensor shapes are not checked before merging"
         )
         return
     sizes = {v for v in vocab_sizes.values() if v is not None}
     for model in rest:
-        other = shapes[model.path]
+        other = shapes[model.folder]
         missing = sorted(set(reference) ^ set(other))
         if missing:
             raise MixmergeError(

@@ -20,9 +20,10 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from mixmerge.artifacts import ModelRef
 from mixmerge.errors import MixmergeError
 from mixmerge.merging.methods import COMMON_KEYS, Method, check_params, method
-from mixmerge.merging.recipes import ModelRef, Recipe
+from mixmerge.merging.recipes import Recipe
 from mixmerge.merging.weights import is_gradient, show
 
 # mixmerge's own switches in a method's parameter list, never passed to mergekit.

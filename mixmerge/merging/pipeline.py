@@ -9,12 +9,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from mixmerge.artifacts import ModelRef
 from mixmerge.config import resolved_config
 from mixmerge.config_checks import check_values, merge_rules
 from mixmerge.errors import MixmergeError
+from mixmerge.instantiators import close_loggers, instantiate_loggers
 from mixmerge.io import atomic_dir
 from mixmerge.merging.checks import (
     check_compatible,
@@ -30,7 +31,7 @@ from mixmerge.merging.mergekit_config import (
     method_spec,
     uses_base,
 )
-from mixmerge.merging.recipes import ModelRef, Recipe, find_base, model_ref, resolve_recipe
+from mixmerge.merging.recipes import Recipe, find_base, model_ref, resolve_recipe
 from mixmerge.model_files import check_model_folder
 from mixmerge.names import output_path
 from mixmerge.provenance import finished_output, parent_entry, write_provenance
@@ -112,7 +113,6 @@ def mergekit_options(cfg: DictConfig, seed: int) -> Any:
 
 def merge(cfg: DictConfig) -> dict[str, Any]:
     """Run one merge; returns its summary (so a Hydra sweeper can collect it)."""
-    from mergekit.config import MergeConfiguration
     from mergekit.merge import run_merge
 
     out_dir = output_path(cfg.paths.models_dir, cfg.output_name)  # before anything is written
@@ -123,12 +123,7 @@ def merge(cfg: DictConfig) -> dict[str, Any]:
         print(f"Model {out_dir} is already finished; skipping (skip_existing=true)")
         return {"output_dir": str(out_dir), "skipped": True}
     plan = plan_merge(cfg)
-    try:
-        config = MergeConfiguration.model_validate(plan.mergekit)
-    except Exception as err:  # pydantic's ValidationError or mergekit's own RuntimeError
-        raise MixmergeError(
-            f"merge={plan.method}: mergekit rejects the configuration ({str(err).splitlines()[0]})"
-        ) from err
+    config = validated_mergekit_config(plan)
     options = mergekit_options(cfg, plan.seed)
     header = (
         f"Written by mixmerge (python -m mixmerge.merge) for {cfg.output_name}.\n"
@@ -144,40 +139,57 @@ def merge(cfg: DictConfig) -> dict[str, Any]:
         run_merge(config, str(tmp), options=options, config_source=yaml_text)
         (tmp / MERGEKIT_CONFIG_FILE).write_text(yaml_text, encoding="utf-8")
         seconds = time.perf_counter() - start
-        write_provenance(
-            tmp,
-            "merge",
-            name=str(cfg.output_name),
-            method=plan.method,
-            recipe={
-                "name": plan.recipe.name,
-                "models": [
-                    {
-                        "key": i.model.key,
-                        "reference": i.model.reference,
-                        "path": str(i.model.path),
-                        "weight": i.weight,
-                    }
-                    for i in plan.recipe.inputs
-                ],
-            },
-            safety_weight=plan.recipe.safety_weight,
-            parameters={**OmegaConf.to_container(cfg.merge, resolve=True), "seed": plan.seed},
-            parents=[parent_entry(i.model.reference, i.model.path) for i in plan.recipe.inputs],
-            base=parent_entry(plan.base.reference, plan.base.path) if plan.base else None,
-            mergekit_version=importlib.metadata.version("mergekit"),
-            mergekit_config=plan.mergekit,
-            evaluate_after=bool(cfg.get("evaluate_after")),
-            merge_seconds=round(seconds, 3),
-            config=resolved,
-            run_dir=str(cfg.paths.output_dir),
-        )
+        write_provenance(tmp, "merge", **merge_provenance(cfg, plan, resolved, seconds))
     summary = {"merge_seconds": seconds, "models": len(plan.recipe.inputs)}
     log_to_loggers(cfg, resolved, summary)
     print(f"Merged model written to {plan.out_dir}")
     if cfg.get("evaluate_after"):
         summary["evaluation"] = evaluate_merged(plan.out_dir, cfg)
     return {**summary, "output_dir": str(plan.out_dir)}
+
+
+def validated_mergekit_config(plan: MergePlan) -> Any:
+    """mergekit's own MergeConfiguration of the plan; its refusal is one line."""
+    from mergekit.config import MergeConfiguration
+
+    try:
+        return MergeConfiguration.model_validate(plan.mergekit)
+    except Exception as err:  # pydantic's ValidationError or mergekit's own RuntimeError
+        raise MixmergeError(
+            f"merge={plan.method}: mergekit rejects the configuration ({str(err).splitlines()[0]})"
+        ) from err
+
+
+def merge_provenance(
+    cfg: DictConfig, plan: MergePlan, resolved: dict[str, Any], seconds: float
+) -> dict[str, Any]:
+    """The fields of a merged model's `mixmerge.json` (mixmerge.artifacts.Provenance)."""
+    return {
+        "name": str(cfg.output_name),
+        "method": plan.method,
+        "recipe": {
+            "name": plan.recipe.name,
+            "models": [
+                {
+                    "key": i.model.key,
+                    "reference": i.model.reference,
+                    "path": str(i.model.path),
+                    "weight": i.weight,
+                }
+                for i in plan.recipe.inputs
+            ],
+        },
+        "safety_weight": plan.recipe.safety_weight,
+        "parameters": {**OmegaConf.to_container(cfg.merge, resolve=True), "seed": plan.seed},
+        "parents": [parent_entry(i.model.reference, i.model.path) for i in plan.recipe.inputs],
+        "base": parent_entry(plan.base.reference, plan.base.path) if plan.base else None,
+        "mergekit_version": importlib.metadata.version("mergekit"),
+        "mergekit_config": plan.mergekit,
+        "evaluate_after": bool(cfg.get("evaluate_after")),
+        "merge_seconds": round(seconds, 3),
+        "config": resolved,
+        "run_dir": str(cfg.paths.output_dir),
+    }
 
 
 def evaluate_merged(model_dir: Path, cfg: DictConfig) -> dict[str, Any]:
@@ -194,15 +206,8 @@ def evaluate_merged(model_dir: Path, cfg: DictConfig) -> dict[str, Any]:
 
 def log_to_loggers(cfg: DictConfig, resolved: dict[str, Any], metrics: dict[str, Any]) -> None:
     """Log the config and the merge's figures to the configured loggers (none by default)."""
-    nodes = cfg.get("logger") or {}
-    for node in nodes.values():
-        if not (isinstance(node, DictConfig) and "_target_" in node):
-            continue
-        logger = instantiate(node)
+    loggers = instantiate_loggers(cfg)
+    for logger in loggers:
         logger.log_hyperparams({"config": resolved})
         logger.log_metrics({f"merge/{k}": float(v) for k, v in metrics.items()})
-        logger.finalize("success")
-        if type(logger).__name__ == "WandbLogger":
-            import wandb
-
-            wandb.finish()  # one W&B run per merge, also in a multirun
+    close_loggers(loggers)  # one W&B run per merge, also in a multirun

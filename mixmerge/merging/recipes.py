@@ -16,19 +16,10 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig
 
+from mixmerge.artifacts import ModelRef, Weight, load_provenance
 from mixmerge.errors import MixmergeError
-from mixmerge.merging.weights import Weight, check_weight, complement, show
+from mixmerge.merging.weights import check_weight, complement, show
 from mixmerge.modeling import is_model_dir, resolve_model_ref
-from mixmerge.provenance import read_provenance
-
-
-@dataclass(frozen=True)
-class ModelRef:
-    """A model named in the config: the key that named it, how it was written, where it lives."""
-
-    key: str
-    reference: str
-    path: Path
 
 
 @dataclass(frozen=True)
@@ -59,9 +50,10 @@ def resolve_recipe(recipe: DictConfig, merge: DictConfig, models_dir: str | Path
 
 
 def model_ref(ref: Any, key: str, models_dir: str | Path) -> ModelRef:
+    """A model named at `key`: a trained model's name under `models_dir`, or a path."""
     if ref is None or str(ref).strip() == "":
         raise MixmergeError(f"{key}: expected a trained model's name or a path")
-    return ModelRef(key, str(ref), resolve_model_ref(str(ref), models_dir, key=key))
+    return ModelRef(str(ref), str(resolve_model_ref(str(ref), models_dir, key=key)), key=key)
 
 
 def _objective(recipe: DictConfig, merge: DictConfig, models_dir: str | Path) -> Recipe:
@@ -122,21 +114,19 @@ def find_base(
         return model_ref(recipe.base, "recipe.base", models_dir), ""
     parents = []
     for item in inputs:
-        prov = read_provenance(item.model.path) or {}
-        parent = prov.get("parent") or {}
-        if not parent.get("path"):
+        provenance = load_provenance(item.model.folder)
+        parent = provenance.parent if provenance else None
+        if parent is None or not parent.path:
             return (
                 None,
                 f"{item.model.key}={item.model.reference} has no provenance naming its parent",
             )
         parents.append(parent)
-    paths = {Path(p["path"]).resolve() for p in parents}
+    paths = {Path(p.path).resolve() for p in parents}
     if len(paths) != 1:
-        listed = ", ".join(
-            f"{i.model.key}: {p['path']}" for i, p in zip(inputs, parents, strict=True)
-        )
+        listed = ", ".join(f"{i.model.key}: {p.path}" for i, p in zip(inputs, parents, strict=True))
         return None, f"the parents were fine-tuned from different models ({listed})"
     path = paths.pop()
     if not is_model_dir(path):
         return None, f"their common parent {path} is no longer a model folder"
-    return ModelRef("recipe.base", str(parents[0].get("reference") or path), path), ""
+    return ModelRef(str(parents[0].reference or path), str(path), key="recipe.base"), ""

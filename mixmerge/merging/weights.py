@@ -12,9 +12,10 @@ from typing import Any
 
 from omegaconf import ListConfig, OmegaConf
 
+from mixmerge.artifacts import Weight
 from mixmerge.errors import MixmergeError
 
-Weight = float | list[float]
+__all__ = ["Weight", "check_weight", "complement", "is_gradient", "show"]
 
 
 def show(value: Any) -> str:

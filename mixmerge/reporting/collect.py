@@ -3,21 +3,24 @@ search folders, check the files, and pair each model with its newest evaluation.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mixmerge.errors import MixmergeError
-from mixmerge.fingerprints import JUDGEMENTS_FILE, RESULTS_FILE
-from mixmerge.provenance import PROVENANCE_FILE
-from mixmerge.reporting.lineage import Description, describe
+from mixmerge.artifacts import (
+    JUDGEMENTS_FILE,
+    PROVENANCE_FILE,
+    RESULTS_FILE,
+    EvalResults,
+    Provenance,
+    read_artifact,
+)
+from mixmerge.lineage import Description, describe
 
 # Folders that never hold models or evaluations, and can hold many files (W&B runs, checkpoints).
 _PRUNE = {"wandb", "checkpoints", "csv", "lightning_logs", "__pycache__", "node_modules"}
-_AVERAGE_KEYS = ("harm_change_pct", "win_rate_pct")
 
 
 @dataclass
@@ -73,60 +76,16 @@ class Collection:
     searched: list[Path] = field(default_factory=list)
 
 
-def read_json(path: Path, what: str) -> dict[str, Any]:
-    """A JSON object from `path`; anything else is a one-line error naming the file."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as err:
-        raise MixmergeError(f"{path}: cannot read {what} ({err})") from err
-    except json.JSONDecodeError as err:
-        raise MixmergeError(f"{path}: malformed {what}: {err.msg} at line {err.lineno}") from err
-    if not isinstance(data, dict):
-        raise MixmergeError(f"{path}: malformed {what}: expected a JSON object")
-    return data
-
-
 def read_model_provenance(path: Path) -> dict[str, Any]:
-    """A model folder's `mixmerge.json`, checked for what the report reads."""
-    prov = read_json(path, PROVENANCE_FILE)
-    if prov.get("kind") not in ("train", "merge"):
-        raise MixmergeError(
-            f"{path}: malformed {PROVENANCE_FILE}: 'kind' is {prov.get('kind')!r}, expected 'train' or 'merge'"
-        )
-    return prov
-
-
-def _number_or_none(value: Any) -> bool:
-    return value is None or (isinstance(value, int | float) and not isinstance(value, bool))
+    """A model folder's `mixmerge.json`, checked (mixmerge.artifacts.Provenance)."""
+    return read_artifact(Provenance, path).as_dict()
 
 
 def read_results(path: Path) -> dict[str, Any]:
     """An `eval_results.json` as `python -m mixmerge.evaluate` writes it, checked for the keys the
-    report reads (average and per-language harm change and win rate, the model evaluated)."""
-    results = read_json(path, RESULTS_FILE)
-
-    def bad(why: str) -> MixmergeError:
-        return MixmergeError(f"{path}: malformed {RESULTS_FILE}: {why}")
-
-    if not isinstance(results.get("model"), dict) or not results["model"].get("path"):
-        raise bad("'model.path' is missing")
-    average, per_language = results.get("average"), results.get("languages")
-    if not isinstance(average, dict):
-        raise bad("'average' is missing")
-    if not isinstance(per_language, dict):
-        raise bad("'languages' is missing")
-    for where, values in [
-        ("average", average),
-        *((f"languages.{k}", v) for k, v in per_language.items()),
-    ]:
-        if not isinstance(values, dict):
-            raise bad(f"'{where}' is not an object")
-        for key in _AVERAGE_KEYS:
-            if key not in values:
-                raise bad(f"'{where}.{key}' is missing")
-            if not _number_or_none(values[key]):
-                raise bad(f"'{where}.{key}' is {values[key]!r}, expected a number or null")
-    return results
+    report reads (mixmerge.artifacts.EvalResults: the model evaluated, average and per-language
+    harm change and win rate)."""
+    return read_artifact(EvalResults, path).as_dict()
 
 
 def walk(roots: Iterable[Path]) -> tuple[list[Path], list[Path]]:

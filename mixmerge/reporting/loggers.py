@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from mixmerge.config import resolved_config
+from mixmerge.instantiators import close_loggers, instantiate_loggers
 
 
 def _plain(frame: pd.DataFrame) -> pd.DataFrame:
@@ -26,12 +26,8 @@ def log_report(
     summary: Mapping[str, Any],
 ) -> list[str]:
     """Log to every logger of the `logger` group; returns the loggers' class names."""
-    nodes = cfg.get("logger") or {}
-    used = []
-    for node in nodes.values():
-        if not (isinstance(node, DictConfig) and "_target_" in node):
-            continue
-        logger = instantiate(node)
+    loggers = instantiate_loggers(cfg)
+    for logger in loggers:
         logger.log_hyperparams({"config": resolved_config(cfg)})
         logger.log_metrics({f"report/{k}": float(v) for k, v in summary.items()})
         if hasattr(logger, "log_table"):
@@ -40,9 +36,5 @@ def log_report(
         if hasattr(logger, "log_image"):
             for key, path in figures.items():
                 logger.log_image(key=f"report/{key}", images=[str(path)])
-        logger.save()
-        logger.finalize("success")
-        if type(logger).__name__ == "WandbLogger":
-            logger.experiment.finish()
-        used.append(type(logger).__name__)
-    return used
+    close_loggers(loggers)
+    return [type(logger).__name__ for logger in loggers]

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
 from mixmerge import LANGUAGES
 from mixmerge.reporting import published
-from mixmerge.reporting.tables import Options, best_rule_text, method_name, ratio_text
+from mixmerge.reporting.labels import method_name, ratio_text
+from mixmerge.reporting.selection import Options, best_rule_text
 
 DASH = "—"
 
@@ -255,15 +257,58 @@ def render(
     options: Options,
     header: Mapping[str, str],
 ) -> str:
-    """The whole report.md."""
+    """The whole report.md, section by section."""
     models = frames["models"]
-    several = models["base_model"].nunique(dropna=False) > 1
-    ref = f"{ratio_text(options.reference_ratio)} safety mix"
+    view = _View(
+        frames=frames,
+        figures=figures,
+        several=models["base_model"].nunique(dropna=False) > 1,
+        ref=f"{ratio_text(options.reference_ratio)} safety mix",
+        refs=set(models["reference"].dropna()) if len(models) else set(),
+    )
     selection = "every weight" if options.merge_weights == "all" else best_rule_text(options)
     out = [
+        *_introduction(header, len(models), view.ref),
+        *_caution(frames, warnings),
+        *_missing(missing),
+        *_main_section(view, selection),
+        *_merges_section(view),
+        *_parents_section(view),
+        *_per_language_section(view),
+        *_language_section(view),
+        *_position_section(view),
+        *_judgements_section(models),
+        f"## Published numbers — {published.PUBLISHED_LABEL}",
+        "",
+        published_tables(frames["published"]),
+        "",
+        "## Files",
+        "",
+        *(f"- `{name}`" for name in header["files"].split()),
+        "",
+    ]
+    return "\n".join(out)
+
+
+@dataclass(frozen=True)
+class _View:
+    """What every section of report.md needs."""
+
+    frames: Mapping[str, pd.DataFrame]
+    figures: Mapping[str, str]
+    several: bool  # more than one base model: tables name it
+    ref: str  # "15% safety mix"
+    refs: set[str]  # the reference mixes' names (not repeated in the Δ summaries)
+
+    def figure(self, key: str, alt: str) -> list[str]:
+        return [f"![{alt}]({self.figures[key]})", ""] if key in self.figures else []
+
+
+def _introduction(header: Mapping[str, str], n_models: int, ref: str) -> list[str]:
+    return [
         "# mixmerge report",
         "",
-        f"{header['created']} · {len(models)} evaluated model(s) · judge(s): {header['judges']} · "
+        f"{header['created']} · {n_models} evaluated model(s) · judge(s): {header['judges']} · "
         f"searched: {header['searched']}"
         + (f" (not found: {header['not_found']})" if header.get("not_found") else ""),
         "",
@@ -280,91 +325,117 @@ def render(
         "a different model, data scale and judge, so compare directions and orderings, not values.",
         "",
     ]
+
+
+def _caution(frames: Mapping[str, pd.DataFrame], warnings: Sequence[str]) -> list[str]:
     notes = list(frames["paired"].attrs.get("notes", []))
     if notes:
         warnings = [*warnings, *(f"no paired interval: {n}" for n in notes[:12])]
         if len(notes) > 12:
             warnings.append(f"… and {len(notes) - 12} more pairs without a paired interval")
-    if warnings:
-        out += ["**Caution.**", "", *(f"- {w}" for w in warnings), ""]
-    out += ["## What is missing", ""]
-    out += [f"- {m}" for m in missing] or [
+    return ["**Caution.**", "", *(f"- {w}" for w in warnings), ""] if warnings else []
+
+
+def _missing(missing: Sequence[str]) -> list[str]:
+    items = [f"- {m}" for m in missing] or [
         "Nothing: every row of the study has an evaluated model."
     ]
-    out += [
+    return ["## What is missing", "", *items]
+
+
+def _main_section(view: _View, selection: str) -> list[str]:
+    table_frame = view.frames["main"]
+    main = table_frame[~table_frame["name"].isin(view.refs) & table_frame["name"].notna()]
+    labels = [f"{r['row']} ({r['stage'].upper()})" for _, r in main.iterrows()]
+    return [
         "",
         "## Main table",
         "",
         f"Mixes trained on several languages, and merges: {selection}.",
         "",
+        main_table(table_frame, view.several),
+        "",
+        distinguishable(main, labels, f"the {view.ref}"),
+        "",
+        *view.figure("pareto", "harm change vs win rate, Pareto front"),
     ]
-    refs = set(models["reference"].dropna()) if len(models) else set()
-    main = frames["main"][~frames["main"]["name"].isin(refs) & frames["main"]["name"].notna()]
-    out += [main_table(frames["main"], several), ""]
+
+
+def _merges_section(view: _View) -> list[str]:
+    merges = view.frames["merges"]
+    out = ["## Merges by weight", ""]
     out += [
-        distinguishable(
-            main, [f"{r['row']} ({r['stage'].upper()})" for _, r in main.iterrows()], f"the {ref}"
-        ),
+        merges_table(merges, view.several) if len(merges) else "No objective merge evaluated.",
         "",
     ]
-    if "pareto" in figures:
-        out += [f"![harm change vs win rate, Pareto front]({figures['pareto']})", ""]
-    out += ["## Merges by weight", ""]
-    merges = frames["merges"]
-    out += [merges_table(merges, several) if len(merges) else "No objective merge evaluated.", ""]
     if len(merges):
-        out += [distinguishable(merges, list(merges["label"]), f"the {ref}"), ""]
-    parents = frames["parents"]
-    out += ["## Merges against their parents", ""]
+        out += [distinguishable(merges, list(merges["label"]), f"the {view.ref}"), ""]
+    return out
+
+
+def _parents_section(view: _View) -> list[str]:
+    parents = view.frames["parents"]
+    out = ["## Merges against their parents", ""]
     if len(parents):
+        labels = [f"{r['label']} vs its {r['parent_role']}" for _, r in parents.iterrows()]
         out += [
             "Each objective merge minus each of its evaluated parents (the general and the safety "
             "model), paired over the prompts both answered.",
             "",
-            parents_table(parents, several),
+            parents_table(parents, view.several),
             "",
-            distinguishable(
-                parents,
-                [f"{r['label']} vs its {r['parent_role']}" for _, r in parents.iterrows()],
-                "their parents",
-            ),
+            distinguishable(parents, labels, "their parents"),
             "",
         ]
     else:
         out += ["No objective merge with an evaluated parent.", ""]
-    if "weight_sensitivity" in figures:
-        out += [f"![weight sensitivity]({figures['weight_sensitivity']})", ""]
-    out += ["## Per-language results", ""]
-    if len(frames["per_language"]):
-        out += ["\n\n".join(per_language_tables(frames["per_language"], models)), ""]
+    return [*out, *view.figure("weight_sensitivity", "weight sensitivity")]
+
+
+def _per_language_section(view: _View) -> list[str]:
+    per_language = view.frames["per_language"]
+    out = ["## Per-language results", ""]
+    if len(per_language):
+        out += ["\n\n".join(per_language_tables(per_language, view.frames["models"])), ""]
     else:
         out += ["No evaluated model.", ""]
-    if "heatmap" in figures:
-        out += [f"![per-language heatmap]({figures['heatmap']})", ""]
-    language = frames["language"]
-    out += [
+    return [*out, *view.figure("heatmap", "per-language heatmap")]
+
+
+def _language_section(view: _View) -> list[str]:
+    language = view.frames["language"]
+    out = [
         "## Language merges",
         "",
         language_table(language) if len(language) else "No evaluated model.",
         "",
     ]
-    lang_rows = language[~language["name"].isin(refs) & language["name"].notna()]
-    if len(lang_rows):
-        out += [distinguishable(lang_rows, list(lang_rows["row"]), f"the multilingual {ref}"), ""]
-    out += [
+    rows = language[~language["name"].isin(view.refs) & language["name"].notna()]
+    if len(rows):
+        out += [distinguishable(rows, list(rows["row"]), f"the multilingual {view.ref}"), ""]
+    return out
+
+
+def _position_section(view: _View) -> list[str]:
+    frame = view.frames["position"]
+    out = [
         "## Merge position",
         "",
         "Stage order from the provenance chain: a merge of DPO models is DPO-then-merge; a DPO model "
         "whose parent is a merge is merge-then-DPO.",
         "",
-        position_table(frames["position"]) if len(frames["position"]) else "No evaluated model.",
+        position_table(frame) if len(frame) else "No evaluated model.",
         "",
     ]
-    position = frames["position"][frames["position"]["name"].notna()]
+    position = frame[frame["name"].notna()]
     if len(position):
         labels = [f"{r['order']} ({method_name(r['method'])})" for _, r in position.iterrows()]
-        out += [distinguishable(position, labels, f"the {ref}"), ""]
-    out += [
+        out += [distinguishable(position, labels, f"the {view.ref}"), ""]
+    return out
+
+
+def _judgements_section(models: pd.DataFrame) -> list[str]:
+    return [
         "## Per-item judgements",
         "",
         "Every prompt of each evaluation with both responses, each verdict and the judge's reason "
@@ -373,11 +444,3 @@ def render(
         *(judgements_list(models) if len(models) else ["No evaluated model."]),
         "",
     ]
-    out += [
-        f"## Published numbers — {published.PUBLISHED_LABEL}",
-        "",
-        published_tables(frames["published"]),
-        "",
-    ]
-    out += ["## Files", "", *(f"- `{name}`" for name in header["files"].split()), ""]
-    return "\n".join(out)

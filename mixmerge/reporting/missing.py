@@ -8,7 +8,8 @@ from collections.abc import Mapping
 import pandas as pd
 
 from mixmerge.reporting.collect import Collection
-from mixmerge.reporting.tables import STAGES, Options, method_name, ratio_text
+from mixmerge.reporting.labels import STAGES, method_name, ratio_text
+from mixmerge.reporting.selection import Options
 
 _LIST_AT_MOST = 12
 

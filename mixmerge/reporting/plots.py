@@ -17,10 +17,10 @@ from matplotlib.colors import TwoSlopeNorm
 from matplotlib.figure import Figure
 
 from mixmerge import LANGUAGES
+from mixmerge.lineage import LANGUAGE_MERGE, MIX, OBJECTIVE_MERGE, POST_MERGE
 from mixmerge.merging.methods import METHODS
 from mixmerge.reporting import published
-from mixmerge.reporting.lineage import LANGUAGE_MERGE, MIX, OBJECTIVE_MERGE, POST_MERGE
-from mixmerge.reporting.tables import STAGES, method_name
+from mixmerge.reporting.labels import STAGES, method_name
 
 METHOD_COLORS = {name: m.colour for name, m in METHODS.items()}  # the merge-method registry's
 FAMILY_MARKERS = {MIX: "s", OBJECTIVE_MERGE: "^", LANGUAGE_MERGE: "P", POST_MERGE: "D"}

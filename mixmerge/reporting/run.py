@@ -19,8 +19,11 @@ from mixmerge.io import atomic_dir, write_json_atomic
 from mixmerge.reporting import markdown, plots, tables
 from mixmerge.reporting.collect import Collection, Evaluated, collect
 from mixmerge.reporting.comparisons import Comparisons
+from mixmerge.reporting.labels import sort_key
 from mixmerge.reporting.loggers import log_report
 from mixmerge.reporting.missing import missing_items, warnings
+from mixmerge.reporting.published_join import published_frame
+from mixmerge.reporting.selection import BEST_RULES, Options, merges_frame
 
 CSV_FILES = {
     "models": "models.csv",
@@ -37,7 +40,7 @@ REPORT_FILE = "report.md"
 SUMMARY_FILE = "summary.json"
 
 
-def check_config(cfg: DictConfig) -> tables.Options:
+def check_config(cfg: DictConfig) -> Options:
     """Checks Hydra cannot do itself, before anything is read."""
     dirs = cfg.get("search_dirs")
     if (
@@ -52,10 +55,8 @@ def check_config(cfg: DictConfig) -> tables.Options:
     if cfg.merge_weights not in ("best", "all"):
         raise MixmergeError(f"merge_weights={cfg.merge_weights}: expected best or all")
     rule, endpoints = cfg.best_weight.rule, cfg.best_weight.include_endpoints
-    if rule not in tables.BEST_RULES:
-        raise MixmergeError(
-            f"best_weight.rule={rule}: expected one of {', '.join(tables.BEST_RULES)}"
-        )
+    if rule not in BEST_RULES:
+        raise MixmergeError(f"best_weight.rule={rule}: expected one of {', '.join(BEST_RULES)}")
     if not isinstance(endpoints, bool):
         raise MixmergeError(f"best_weight.include_endpoints={endpoints}: expected true or false")
     samples, seed = cfg.paired.samples, cfg.paired.seed
@@ -68,7 +69,7 @@ def check_config(cfg: DictConfig) -> tables.Options:
     dpi = cfg.plots.dpi
     if not isinstance(dpi, int) or isinstance(dpi, bool) or not 30 <= dpi <= 600:
         raise MixmergeError(f"plots.dpi={dpi}: expected an integer in [30, 600]")
-    return tables.Options(
+    return Options(
         reference_ratio=float(ratio),
         merge_weights=str(cfg.merge_weights),
         best_rule=str(rule),
@@ -79,12 +80,12 @@ def check_config(cfg: DictConfig) -> tables.Options:
     )
 
 
-def build_frames(models: Sequence[Evaluated], options: tables.Options) -> dict[str, pd.DataFrame]:
+def build_frames(models: Sequence[Evaluated], options: Options) -> dict[str, pd.DataFrame]:
     """Every table of the report, keyed as in CSV_FILES."""
-    models = sorted(models, key=tables.sort_key)
+    models = sorted(models, key=sort_key)
     comparisons = Comparisons(options.paired_samples, options.paired_seed)
     frame = tables.model_frame(models, options, comparisons)
-    merges = tables.merges_frame(frame, options)
+    merges = merges_frame(frame, options)
     parents = tables.parents_frame(models, frame, comparisons)
     frames = {
         "models": frame,
@@ -93,7 +94,7 @@ def build_frames(models: Sequence[Evaluated], options: tables.Options) -> dict[s
         "per_language": tables.per_language_frame(models, frame),
         "language": tables.language_frame(frame, options),
         "position": tables.position_frame(frame, merges, options),
-        "published": tables.published_frame(),
+        "published": published_frame(),
         "parents": parents,
         "paired": comparisons.frame(),
     }
@@ -174,40 +175,7 @@ def report(cfg: DictConfig) -> dict[str, Any]:
     summary = summarize(found, frames)
     staging = Path(tempfile.mkdtemp(prefix=".report-", dir=run_dir))
     try:
-        for key, name in CSV_FILES.items():
-            frames[key].to_csv(staging / name, index=False)
-        figures, skipped = (
-            draw(frames, staging, cfg)
-            if cfg.plots.enabled
-            else ({}, {"figures": "plots.enabled=false"})
-        )
-        missing = missing_items(found, frames, skipped, options)
-        files = [
-            REPORT_FILE,
-            SUMMARY_FILE,
-            *CSV_FILES.values(),
-            *(p.name for p in figures.values()),
-        ]
-        header = {
-            "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-            "judges": judges_with_validation(found.evaluated) or "—",
-            "searched": ", ".join(f"`{p}`" for p in found.searched) or "—",
-            "not_found": ", ".join(f"`{p}`" for p in found.missing_dirs),
-            "files": " ".join(files),
-        }
-        text = markdown.render(
-            frames,
-            {k: p.name for k, p in figures.items()},
-            missing,
-            warnings(frames["models"]),
-            options,
-            header,
-        )
-        (staging / REPORT_FILE).write_text(text, encoding="utf-8")
-        write_json_atomic(
-            staging / SUMMARY_FILE,
-            {**summary, "created": header["created"], "missing": missing, "files": files},
-        )
+        figures, missing = write_report(cfg, found, frames, summary, options, staging)
         _publish(staging, run_dir, latest)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -217,7 +185,6 @@ def report(cfg: DictConfig) -> dict[str, Any]:
         {k: run_dir / p.name for k, p in figures.items()},
         summary,
     )
-
     print(
         f"Report of {summary['evaluated_models']} evaluated model(s); {len(missing)} item(s) missing (see report.md)"
     )
@@ -232,3 +199,45 @@ def report(cfg: DictConfig) -> dict[str, Any]:
         "report": str(run_dir / REPORT_FILE),
         "latest": str(latest) if latest else None,
     }
+
+
+def write_report(
+    cfg: DictConfig,
+    found: Collection,
+    frames: dict[str, pd.DataFrame],
+    summary: dict[str, Any],
+    options: Options,
+    staging: Path,
+) -> tuple[dict[str, Path], list[Any]]:
+    """The CSV tables, the figures, report.md and summary.json into `staging`; returns the
+    figures and the missing items."""
+    for key, name in CSV_FILES.items():
+        frames[key].to_csv(staging / name, index=False)
+    figures, skipped = (
+        draw(frames, staging, cfg)
+        if cfg.plots.enabled
+        else ({}, {"figures": "plots.enabled=false"})
+    )
+    missing = missing_items(found, frames, skipped, options)
+    files = [REPORT_FILE, SUMMARY_FILE, *CSV_FILES.values(), *(p.name for p in figures.values())]
+    header = {
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "judges": judges_with_validation(found.evaluated) or "—",
+        "searched": ", ".join(f"`{p}`" for p in found.searched) or "—",
+        "not_found": ", ".join(f"`{p}`" for p in found.missing_dirs),
+        "files": " ".join(files),
+    }
+    text = markdown.render(
+        frames,
+        {k: p.name for k, p in figures.items()},
+        missing,
+        warnings(frames["models"]),
+        options,
+        header,
+    )
+    (staging / REPORT_FILE).write_text(text, encoding="utf-8")
+    write_json_atomic(
+        staging / SUMMARY_FILE,
+        {**summary, "created": header["created"], "missing": missing, "files": files},
+    )
+    return figures, missing

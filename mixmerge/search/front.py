@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mixmerge.artifacts import ParetoRow
+from mixmerge.io import write_text_atomic
 from mixmerge.merging.methods import colour, display_name
 from mixmerge.merging.weights import show
 
@@ -71,8 +73,8 @@ def front_rows(front: Sequence[Point], report: dict[int, dict[str, Any]]) -> lis
     rows = []
     for p in front:
         r = report.get(p.number, {})
-        rows.append(
-            {
+        row = ParetoRow(
+            **{
                 "trial": p.number,
                 "method": display_name(p.method),
                 "safety_weight": _weight(p.candidate),
@@ -84,13 +86,8 @@ def front_rows(front: Sequence[Point], report: dict[int, dict[str, Any]]) -> lis
                 "model": p.model or "",
             }
         )
+        rows.append(row.model_dump())
     return rows
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def write_tables(rows: list[dict[str, Any]], run_dir: Path, metrics: tuple[str, str]) -> list[Path]:
@@ -99,7 +96,7 @@ def write_tables(rows: list[dict[str, Any]], run_dir: Path, metrics: tuple[str, 
 
     frame = pd.DataFrame(rows, columns=list(rows[0]) if rows else None)
     csv = run_dir / "pareto.csv"
-    _atomic_write(csv, frame.to_csv(index=False))
+    write_text_atomic(csv, frame.to_csv(index=False))
     harm, win = metrics
     lines = [
         f"# Pareto front: {harm} (lower is better) against {win} (higher is better)",
@@ -116,7 +113,7 @@ def write_tables(rows: list[dict[str, Any]], run_dir: Path, metrics: tuple[str, 
             f"{fmt(r['dev_harm'])} | {fmt(r['dev_win'])} | {fmt(r['report_harm'])} | {fmt(r['report_win'])} |"
         )
     md = run_dir / "pareto.md"
-    _atomic_write(md, "\n".join(lines) + "\n")
+    write_text_atomic(md, "\n".join(lines) + "\n")
     return [csv, md]
 
 

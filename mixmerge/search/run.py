@@ -11,9 +11,12 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from mixmerge.artifacts import PROVENANCE_FILE, RESULTS_FILE, FrontResult, SearchCandidate, validate
 from mixmerge.config import resolved_config
 from mixmerge.errors import MixmergeError
 from mixmerge.evaluation.evalsets import SPLITS, check_split, load_eval_set
+from mixmerge.instantiators import close_loggers, instantiate_loggers
+from mixmerge.io import write_text_atomic
 from mixmerge.search import front as fr
 from mixmerge.search.space import Candidate, SearchSpace, build_space, suggest
 from mixmerge.search.storage import (
@@ -184,7 +187,7 @@ def points(study: Any) -> list[fr.Point]:
     return [
         fr.Point(
             t.number,
-            t.user_attrs["candidate"]["method"],
+            _candidate(t).method,
             t.values[0],
             t.values[1],
             t.user_attrs["candidate"],
@@ -193,6 +196,13 @@ def points(study: Any) -> list[fr.Point]:
         for t in _completed(study)
         if "duplicate_of" not in t.user_attrs and "candidate" in t.user_attrs
     ]
+
+
+def _candidate(trial: Any) -> SearchCandidate:
+    """The merge a stored trial tried, checked (a study written by another version is one line)."""
+    return validate(
+        SearchCandidate, trial.user_attrs["candidate"], f"trial {trial.number}", "candidate"
+    )
 
 
 def counted(study: Any) -> int:
@@ -269,15 +279,21 @@ def report_front(cfg: DictConfig, study: Any) -> tuple[list[fr.Point], dict[int,
     report: dict[int, dict[str, Any]] = {}
     for p in front:
         stored = study.user_attrs.get(f"report:{p.number}")
-        if stored is None:
+        if stored is not None:
+            stored = validate(
+                FrontResult, stored, f"report:{p.number}", "front result"
+            ).model_dump()
+        else:
             model = Path(str(p.model))
-            if not (model / "mixmerge.json").is_file():  # deleted by hand: merge it again
+            if not (model / PROVENANCE_FILE).is_file():  # deleted by hand: merge it again
                 candidate = Candidate(**p.candidate)
                 merge(merge_config(cfg, candidate, model.name, p.number))
             run_dir = trial_dir(cfg, p.number) / "report"
             results = evaluate_split(cfg, model, cfg.search.report_split, run_dir)
             harm, win = objectives(results, cfg, cfg.search.report_split)
-            stored = {"harm": harm, "win": win, "results": str(run_dir / "eval_results.json")}
+            stored = FrontResult(
+                harm=harm, win=win, results=str(run_dir / RESULTS_FILE)
+            ).model_dump()
             study.set_user_attr(f"report:{p.number}", stored)
         report[p.number] = stored
     return front, report
@@ -298,14 +314,13 @@ def write_trials(study: Any, run_dir: Path) -> Path:
             "model_kept": bool(t.user_attrs.get("model")) and Path(t.user_attrs["model"]).is_dir(),
         })  # fmt: skip
     path = run_dir / "trials.csv"
-    fr._atomic_write(path, pd.DataFrame(rows).to_csv(index=False))
+    write_text_atomic(path, pd.DataFrame(rows).to_csv(index=False))
     return path
 
 
-def instantiate_loggers(cfg: DictConfig) -> list[Any]:
-    from mixmerge.training.pipeline import instantiate_dict
-
-    loggers = instantiate_dict(cfg.get("logger"))
+def start_loggers(cfg: DictConfig) -> list[Any]:
+    """The configured loggers, with the search's config logged."""
+    loggers = instantiate_loggers(cfg)
     for logger in loggers:
         logger.log_hyperparams({"config": resolved_config(cfg)})
     return loggers
@@ -321,10 +336,7 @@ def finish_loggers(loggers: list[Any], rows: list[dict], figure: Path, summary: 
             logger.log_table(key="search/pareto", dataframe=frame.where(frame.notna(), None))
         if hasattr(logger, "log_image"):
             logger.log_image(key="search/pareto", images=[str(figure)])
-        logger.save()
-        logger.finalize("success")
-        if type(logger).__name__ == "WandbLogger":
-            logger.experiment.finish()
+    close_loggers(loggers)
 
 
 def search(cfg: DictConfig) -> dict[str, Any]:
@@ -335,7 +347,7 @@ def search(cfg: DictConfig) -> dict[str, Any]:
     run_dir = Path(cfg.paths.output_dir)
     url, budget = str(cfg.search.storage), int(cfg.search.budget)
     log.info("Search %s: budget %d, prompts per split %s", cfg.search.study_name, budget, prompts)
-    loggers = instantiate_loggers(cfg)
+    loggers = start_loggers(cfg)
     ran = 0
     while True:
         with worker_lock(url):
@@ -360,8 +372,7 @@ def search(cfg: DictConfig) -> dict[str, Any]:
             # Another worker still runs the last trials: it reports the front when they finish.
             print(f"Budget taken: {counted(study)} trials finished or running; "
                   "the worker that finishes the last one reports the front")  # fmt: skip
-            for logger in loggers:
-                logger.finalize("success")
+            close_loggers(loggers)
             return {"trials_run": ran, "finished": len(_completed(study)), "front": None}
         front, report = report_front(cfg, study)
         prune_models(study, str(cfg.search.keep), final=True)

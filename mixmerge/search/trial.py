@@ -11,14 +11,12 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from mixmerge.artifacts import DEV_RESULTS_FILE, RESULTS_FILE
 from mixmerge.config import compose_entry
 from mixmerge.errors import MixmergeError
-from mixmerge.fingerprints import RESULTS_FILE
 from mixmerge.search.space import Candidate
 
-# Beside a searched model, eval_results.json is its report-split result (what `mixmerge.report`
-# reads); its dev-split result, which selected it, is kept under this name.
-DEV_RESULTS_FILE = "eval_results_dev.json"
+__all__ = ["DEV_RESULTS_FILE", "model_name", "run_candidate", "trial_dir"]
 
 
 def model_name(cfg: DictConfig, number: int, method: str) -> str:

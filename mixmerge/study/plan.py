@@ -16,10 +16,9 @@ from typing import Any
 from hydra import compose
 from omegaconf import DictConfig, ListConfig
 
+from mixmerge.artifacts import PROVENANCE_FILE, RESULTS_FILE
 from mixmerge.errors import MixmergeError
-from mixmerge.fingerprints import RESULTS_FILE
 from mixmerge.names import check_plain_name
-from mixmerge.provenance import PROVENANCE_FILE
 
 COMMANDS = ("train", "merge", "evaluate")
 

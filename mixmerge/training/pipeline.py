@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -11,12 +12,13 @@ from hydra.utils import instantiate
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
+from mixmerge.artifacts import MIXTURE_FILE, MixtureManifest, validate, write_artifact
 from mixmerge.config import resolved_config
 from mixmerge.config_checks import check_values, train_rules
 from mixmerge.data.datamodule import SFTCollator, encode_records, pack
-from mixmerge.data.mixture import build_mixture
+from mixmerge.data.mixture import Mixture, build_mixture
 from mixmerge.errors import MixmergeError
-from mixmerge.io import write_json_atomic
+from mixmerge.instantiators import instantiate_loggers, instantiate_nodes
 from mixmerge.model_files import check_model_folder
 from mixmerge.modeling import check_causal_lm, load_tokenizer, resolve_model, resolve_model_ref
 from mixmerge.names import output_path
@@ -46,22 +48,13 @@ log = logging.getLogger(__name__)
 OBJECTIVES = ("sft", "dpo")
 
 
-def instantiate_dict(nodes: DictConfig | None) -> list[Any]:
-    """Instantiate every `_target_` node of a dict-shaped group (callbacks, loggers)."""
-    return [
-        instantiate(node)
-        for node in (nodes or {}).values()
-        if isinstance(node, DictConfig) and "_target_" in node
-    ]
-
-
 def build_callbacks(cfg: DictConfig, has_logger: bool) -> list[Any]:
     """The configured callbacks; a learning-rate monitor needs a logger, so it is dropped with logger=none."""
     from lightning.pytorch.callbacks import LearningRateMonitor
 
     return [
         c
-        for c in instantiate_dict(cfg.get("callbacks"))
+        for c in instantiate_nodes(cfg.get("callbacks"))
         if has_logger or not isinstance(c, LearningRateMonitor)
     ]
 
@@ -188,77 +181,136 @@ def train_provenance(
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Run one training job; returns its metrics (so a Hydra sweeper can optimise them)."""
-    models_dir = Path(cfg.paths.models_dir)
-    out_dir = output_path(models_dir, cfg.output_name)  # before anything is written
+    out_dir = output_path(cfg.paths.models_dir, cfg.output_name)  # before anything is written
     check_config(cfg)
-    run_dir = Path(cfg.paths.output_dir)
     existing = finished_output(
         out_dir, cfg.output_name, cfg.overwrite, cfg.get("skip_existing", False)
     )
     if existing is not None:
         print(f"Model {out_dir} is already finished; skipping (skip_existing=true)")
         return existing.get("metrics", {})
-    objective = cfg.objective.name
     L.seed_everything(cfg.seed, workers=True)
-
-    mixture = build_mixture(cfg.data, cfg.languages.codes, objective, cfg.seed)
-    model_path = resolve_model(cfg.model, models_dir)
-    tokenizer = load_tokenizer(model_path, cfg.model.trust_remote_code)
-    examples, dropped = encode_records(mixture.records, tokenizer, objective, cfg.data.max_length)
-    if len(examples) == 0:
-        raise MixmergeError(
-            f"data.max_length={cfg.data.max_length}: every prompt is longer than this"
-        )
-    reference = None
+    data = prepare_data(cfg)
     strategy = build_strategy(cfg)
-    module = build_module(cfg, model_path, strategy)
+    module = build_module(cfg, data.model_path, strategy)
     if not is_deepspeed(strategy):
         # Built here, not first inside fit, so that ddp_spawn's workers start from this module and
         # send their trained weights back into it. (ZeRO-3 must build it inside its sharding context.)
         module.configure_model()
-    # Packing: SFT examples are packed into rows once; DPO packs each batch's chosen and rejected
-    # sequences into rows as it collates them (each pair stays in one batch).
-    packing = bool(cfg.data.packing)
-    if objective == "dpo":
-        examples, reference = attach_reference(
-            cfg, examples, model_path, tokenizer.pad_token_id, policy=module.model
-        )
-        collator: Any = PreferenceCollator(
-            tokenizer.pad_token_id, cfg.data.max_length if packing else None
-        )
-    else:
-        if packing:
-            examples = pack(examples, cfg.data.max_length)
-        collator = SFTCollator(tokenizer.pad_token_id)
-    manifest = {
-        **mixture.manifest,
-        "dropped_too_long": dropped,
-        "training_rows": len(examples),
-        "packing": packing,
+    collator = prepare_examples(cfg, data, module)
+    write_manifest(cfg, data)
+    module.run_record = {
+        "config": resolved_config(cfg),
+        "model_path": data.model_path,
+        "mixture": data.manifest,
+        "reference": data.reference,
     }
-    manifest_path = write_json_atomic(run_dir / "mixture.json", manifest)
+    trainer, probe = build_trainer(cfg, strategy, data.manifest)
+    ckpt_dir = fit(cfg, trainer, module, build_datamodule(cfg, data, collator))
+    module = final_module(cfg, trainer, module, ckpt_dir, data.model_path)
+    metrics = {
+        **module.summary_metrics(),
+        **probe.metrics(),
+        **{k: float(v) for k, v in trainer.callback_metrics.items()},
+    }
+    if trainer.is_global_zero:
+        provenance = train_provenance(
+            cfg, data.model_path, data.manifest, data.reference, metrics, Path(cfg.paths.output_dir)
+        )
+        export_model(
+            module.model,
+            data.tokenizer,
+            out_dir,
+            provenance=provenance,
+            merge_lora=cfg.peft.merge_on_save,
+            overwrite=cfg.overwrite,
+        )
+        print_summary(out_dir, Path(cfg.paths.output_dir) / MIXTURE_FILE, metrics, probe)
+    return metrics
+
+
+@dataclass
+class TrainingData:
+    """The mixture, encoded for the model, and what the run records about it."""
+
+    model_path: str
+    tokenizer: Any
+    mixture: Mixture
+    examples: (
+        Any  # a datasets.Dataset of token ids (packed rows, or pairs with reference log-probs)
+    )
+    dropped: int  # examples longer than data.max_length
+    manifest: dict[str, Any] = field(default_factory=dict)
+    reference: Any = None  # how DPO's reference log-probs were obtained
+
+
+def prepare_data(cfg: DictConfig) -> TrainingData:
+    """Build the mixture and tokenize it with the model's tokenizer."""
+    mixture = build_mixture(cfg.data, cfg.languages.codes, cfg.objective.name, cfg.seed)
+    model_path = resolve_model(cfg.model, Path(cfg.paths.models_dir))
+    tokenizer = load_tokenizer(model_path, cfg.model.trust_remote_code)
+    examples, dropped = encode_records(
+        mixture.records, tokenizer, cfg.objective.name, cfg.data.max_length
+    )
+    if len(examples) == 0:
+        raise MixmergeError(
+            f"data.max_length={cfg.data.max_length}: every prompt is longer than this"
+        )
+    return TrainingData(model_path, tokenizer, mixture, examples, dropped)
+
+
+def prepare_examples(cfg: DictConfig, data: TrainingData, module: L.LightningModule) -> Any:
+    """Pack SFT examples, or attach DPO's reference log-probs; returns the batch collator.
+
+    Packing: SFT examples are packed into rows once; DPO packs each batch's chosen and rejected
+    sequences into rows as it collates them (each pair stays in one batch).
+    """
+    pad = data.tokenizer.pad_token_id
+    packing = bool(cfg.data.packing)
+    if cfg.objective.name == "dpo":
+        data.examples, data.reference = attach_reference(
+            cfg, data.examples, data.model_path, pad, policy=module.model
+        )
+        return PreferenceCollator(pad, cfg.data.max_length if packing else None)
+    if packing:
+        data.examples = pack(data.examples, cfg.data.max_length)
+    return SFTCollator(pad)
+
+
+def write_manifest(cfg: DictConfig, data: TrainingData) -> Path:
+    """The mixture manifest (mixmerge.artifacts.MixtureManifest) in the run directory."""
+    data.manifest = {
+        **data.mixture.manifest,
+        "dropped_too_long": data.dropped,
+        "training_rows": len(data.examples),
+        "packing": bool(cfg.data.packing),
+    }
+    path = Path(cfg.paths.output_dir) / MIXTURE_FILE
+    written = write_artifact(path, validate(MixtureManifest, data.manifest, path))
     log.info(
         "Mixture: %d examples, realised safety fraction %.4f",
-        mixture.manifest["total"],
-        manifest["realised_safety_fraction"],
+        data.manifest["total"],
+        data.manifest["realised_safety_fraction"],
     )
+    return written
 
-    datamodule = ResumableDataModule(
-        examples,
+
+def build_datamodule(cfg: DictConfig, data: TrainingData, collator: Any) -> ResumableDataModule:
+    return ResumableDataModule(
+        data.examples,
         collator,
         cfg.data.batch_size,
         cfg.seed,
         cfg.data.num_workers,
-        group_by_length=not packing and bool(cfg.data.group_by_length),
+        group_by_length=not cfg.data.packing and bool(cfg.data.group_by_length),
     )
-    resolved = resolved_config(cfg)
-    module.run_record = {
-        "config": resolved,
-        "model_path": model_path,
-        "mixture": manifest,
-        "reference": reference,
-    }
-    loggers = instantiate_dict(cfg.get("logger"))
+
+
+def build_trainer(
+    cfg: DictConfig, strategy: Any, manifest: dict[str, Any]
+) -> tuple[L.Trainer, LossProbe]:
+    """The Trainer with the configured loggers and callbacks, and the loss probe it runs."""
+    loggers = instantiate_loggers(cfg)
     probe = LossProbe(batches=int(cfg.get("probe_batches", 4)))
     trainer: L.Trainer = instantiate(
         cfg.trainer,
@@ -268,7 +320,14 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     )
     check_multirun_launch(trainer, cfg.strategy.name)
     for logger in loggers:
-        logger.log_hyperparams({"config": resolved, "mixture": manifest})
+        logger.log_hyperparams({"config": resolved_config(cfg), "mixture": manifest})
+    return trainer, probe
+
+
+def fit(cfg: DictConfig, trainer: L.Trainer, module: L.LightningModule, datamodule: Any) -> Path:
+    """Fit (resuming when asked); a SIGTERM leaves a resumable checkpoint. Returns the
+    checkpoint folder."""
+    run_dir = Path(cfg.paths.output_dir)
     ckpt_dir = checkpoint_dir(trainer, run_dir)
     resume_from = resolve_resume(cfg.ckpt_path, ckpt_dir, cfg.output_name)
     if resume_from is not None:
@@ -280,39 +339,40 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     except SIGTERMException:
         close_process_group()
         raise preempted(trainer, run_dir) from None
+    return ckpt_dir
 
-    # Under ZeRO the weights are sharded (and the fp32 masters live in the optimizer): the final
-    # model is consolidated from a checkpoint on rank 0, as `mixmerge.convert` does.
+
+def final_module(
+    cfg: DictConfig,
+    trainer: L.Trainer,
+    module: L.LightningModule,
+    ckpt_dir: Path,
+    model_path: str,
+) -> L.LightningModule:
+    """The trained module, whole, on rank 0.
+
+    Under ZeRO the weights are sharded (and the fp32 masters live in the optimizer): the final
+    model is consolidated from a checkpoint on rank 0, as `mixmerge.convert` does.
+    """
     final = save_final_checkpoint(trainer, ckpt_dir) if is_deepspeed(trainer.strategy) else None
     close_process_group()  # the last collective is done: rank 0 exports alone
     release_training_state(trainer, module)
-    model = module.model
     if final is not None and trainer.is_global_zero:
-        module = load_module_state(build_module(cfg, model_path), read_checkpoint(final))
-        model = module.model
-    metrics = {
-        **module.summary_metrics(),
-        **probe.metrics(),
-        **{k: float(v) for k, v in trainer.callback_metrics.items()},
-    }
-    if trainer.is_global_zero:
-        export_model(
-            model,
-            tokenizer,
-            out_dir,
-            provenance=train_provenance(cfg, model_path, manifest, reference, metrics, run_dir),
-            merge_lora=cfg.peft.merge_on_save,
-            overwrite=cfg.overwrite,
+        return load_module_state(build_module(cfg, model_path), read_checkpoint(final))
+    return module
+
+
+def print_summary(
+    out_dir: Path, manifest_path: Path, metrics: dict[str, Any], probe: LossProbe
+) -> None:
+    print(f"Model written to {out_dir}")
+    print(f"Mixture manifest written to {manifest_path}")
+    if "loss_first" in metrics:
+        print(
+            f"Training loss: {metrics['loss_first']:.4f} (first steps) -> {metrics['loss_last']:.4f} (last steps)"
         )
-        print(f"Model written to {out_dir}")
-        print(f"Mixture manifest written to {manifest_path}")
-        if "loss_first" in metrics:
-            print(
-                f"Training loss: {metrics['loss_first']:.4f} (first steps) -> {metrics['loss_last']:.4f} (last steps)"
-            )
-        if "probe_loss_before" in metrics:
-            print(
-                f"Loss on {probe.batches} fixed training batches: {metrics['probe_loss_before']:.4f} before -> "
-                f"{metrics['probe_loss_after']:.4f} after training"
-            )
-    return metrics
+    if "probe_loss_before" in metrics:
+        print(
+            f"Loss on {probe.batches} fixed training batches: {metrics['probe_loss_before']:.4f} before -> "
+            f"{metrics['probe_loss_after']:.4f} after training"
+        )

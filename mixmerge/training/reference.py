@@ -85,6 +85,30 @@ def reference_logps(
         if loaded is not None
         else load_causal_lm(model_path, trust_remote_code=trust_remote_code)
     )
+    chosen, rejected = score_pairs(
+        model, examples, pad_token_id, precision, batch_size, pack_length
+    )
+    if loaded is None:
+        del model
+        gc.collect()
+    result = {"chosen": chosen, "rejected": rejected}
+    cache_file.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache_file.with_suffix(f".{os.getpid()}.tmp")  # ranks of a multi-process run race here
+    torch.save(result, tmp)
+    tmp.replace(cache_file)
+    return chosen, rejected, {**info, "reused": False}
+
+
+def score_pairs(
+    model: Any,
+    examples: Any,
+    pad_token_id: int,
+    precision: str,
+    batch_size: int,
+    pack_length: int | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(chosen, rejected) log-probs of every pair under `model`, in the examples' order; the
+    model is left in the mode (train/eval) it came in."""
     was_training = model.training
     model.eval()
     device = scoring_device()
@@ -113,12 +137,4 @@ def reference_logps(
             chosen[rows], rejected[rows] = c.float().cpu(), r.float().cpu()
             done += len(c)
     model.train(was_training)
-    if loaded is None:
-        del model
-        gc.collect()
-    result = {"chosen": chosen, "rejected": rejected}
-    cache_file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache_file.with_suffix(f".{os.getpid()}.tmp")  # ranks of a multi-process run race here
-    torch.save(result, tmp)
-    tmp.replace(cache_file)
-    return chosen, rejected, {**info, "reused": False}
+    return chosen, rejected

@@ -6,8 +6,6 @@ import contextlib
 import copy
 import json
 import logging
-import os
-import uuid
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,6 +19,7 @@ from mixmerge.data.formatting import prompt_text
 from mixmerge.errors import MixmergeError
 from mixmerge.evaluation.decoder import greedy_decode, packed_linears
 from mixmerge.fingerprints import model_fingerprint, sha256_json
+from mixmerge.io import write_text_atomic
 from mixmerge.modeling import load_causal_lm, load_tokenizer
 
 log = logging.getLogger(__name__)
@@ -153,14 +152,7 @@ def generate_responses(
 
 def write_jsonl_atomic(path: str | Path, rows: Sequence[dict[str, Any]]) -> Path:
     """Write rows as JSONL through a temporary file and an atomic rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    with tmp.open("w", encoding="utf-8") as handle:
-        for row in rows:
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
-    return path
+    return write_text_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
 
 
 def _read_cached(path: Path, items: Sequence[dict[str, Any]]) -> list[dict[str, Any]] | None:

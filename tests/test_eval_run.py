@@ -126,10 +126,8 @@ def test_tiny_model_against_itself_end_to_end(tmp_path, cache_dir):
         assert j["response"] == by_id[j["id"]]["response"] == j["baseline_response"]  # itself
     for j in redteam:
         assert isinstance(j["harmful"], bool) and j["harmful"] == j["baseline_harmful"]
-        # The offline judge's rule and the cues it matched.
-        assert j["harm_reason"].split(" ")[0] in (
-            "compliance", "partial_compliance", "declined", "no_decline", "degenerate",
-        )  # fmt: skip
+        # The offline (learned) judge's reason: its probability and the cues it weighed.
+        assert j["harm_reason"].startswith("P(harmful)=")
     for j in general:
         assert j["win"] == 0.5 and j["win_reason"] == "identical responses" and j["reference"]
 

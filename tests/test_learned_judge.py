@@ -183,7 +183,10 @@ def test_evaluation_results_and_the_report_carry_the_judges_validation(
     shipped = results["judge"]["validation"]
     assert shipped["harm"] == data["validation"]["harm"] and shipped["labels"]["split"] == "test"
     assert json.loads((tmp_path / "run/eval_results.json").read_text())["judge"]["validation"]
-    unvalidated = evaluate(compose_config("evaluate", [*fast, "judge=lexicon"], tmp_path / "lex"))
+    # The lexicon judge is validated only with its shipped settings: another margin is not.
+    unvalidated = evaluate(
+        compose_config("evaluate", [*fast, "judge=lexicon", "judge.tie_margin=0.05"], tmp_path / "lex")
+    )
     assert unvalidated["judge"]["validation"] is None
     header = judges_with_validation(
         [

@@ -177,7 +177,9 @@ def evaluate_rules() -> dict[str, Rule]:
         "generation.do_sample": Flag(),
         "generation.cache": Flag(),
         "generation.dtype": Choice(("float32", "bfloat16", "float16")),
+        "generation.decoder": Choice(("fast", "generate")),
         "judge.tie_margin": Number(low=0, high=1, high_open=True),
+        "judge.harm_threshold": Number(low=0, high=1, low_open=True, high_open=True, optional=True),
         "fluency_threshold": Number(low=0, high=1),
         "skip_existing": Flag(),
     }

@@ -173,7 +173,8 @@ EVAL_KEYS: list[tuple[str, Any, Any, Any]] = [
     ("generation.do_sample", "maybe", None, "null"),
     ("languages.codes", "en", "[xx]", "[]"),
     ("seed", "abc", None, "null"),
-    ("judge.tie_margin", "x", -1, "null"),
+    ("generation.decoder", 3, "beam", "''"),
+    ("judge.harm_threshold", "x", 1.5, None),  # null is valid: the threshold chosen on dev
     ("fluency_threshold", "x", 1.5, "null"),
     ("evalset.general.source", 3, "ftp", "''"),
 ]
@@ -299,6 +300,8 @@ CASES = [
     *key_cases("merge", MERGE, MERGE_KEYS),
     *key_cases("merge", [*MERGE, "merge=ties"], TIES_KEYS),
     *key_cases("evaluate", EVALUATE, EVAL_KEYS),
+    # The lexicon judge's own key (the default offline judge is the learned one).
+    *key_cases("evaluate", [*EVALUATE, "judge=lexicon"], [("judge.tie_margin", "x", -1, "null")]),
     *file_cases("train", TRAIN, "data.general", SFT_ROW, ["data=mix_0pct_safety"]),
     *file_cases("train", TRAIN, "data.safety", SFT_ROW, ["data=mix_100pct_safety"]),
     *file_cases("evaluate", EVALUATE, "evalset.general", GENERAL_ROW, []),
@@ -497,7 +500,7 @@ def test_campaign_size():
     print(
         f"bad-input campaign: {len(CASES)} mixmerge cases + {len(HYDRA_CASES)} Hydra cases = {total}"
     )
-    assert total == 271  # the count docs/errors.md quotes
+    assert total == 276  # the count docs/errors.md quotes
 
 
 def test_a_good_input_passes_the_same_harness(tmp_path, family, cache_dir, capsys, monkeypatch):

@@ -136,7 +136,7 @@ def test_bad_options_name_the_option(argv: list[str], message: str) -> None:
 def test_quick_preset_and_util_needs_sft() -> None:
     opts = parse_options(["--quick", "--steps", "5", "--sections", "util"])
     assert opts.steps == 5  # an explicit option beats the preset
-    assert opts.merge_methods == ("linear",) and opts.gen_prompts == 8
+    assert opts.merge_methods == ("linear",) and opts.gen_prompts == 32
     assert opts.sections == ("sft", "util")
     assert opts.pairs == opts.batch_size  # the quick DPO epoch is one batch of pairs
     assert parse_options(["--steps", "3"]).pairs == 3 * 4

@@ -185,7 +185,9 @@ def test_evaluation_results_and_the_report_carry_the_judges_validation(
     assert json.loads((tmp_path / "run/eval_results.json").read_text())["judge"]["validation"]
     # The lexicon judge is validated only with its shipped settings: another margin is not.
     unvalidated = evaluate(
-        compose_config("evaluate", [*fast, "judge=lexicon", "judge.tie_margin=0.05"], tmp_path / "lex")
+        compose_config(
+            "evaluate", [*fast, "judge=lexicon", "judge.tie_margin=0.05"], tmp_path / "lex"
+        )
     )
     assert unvalidated["judge"]["validation"] is None
     header = judges_with_validation(

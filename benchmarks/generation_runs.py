@@ -11,9 +11,10 @@ include loading the model, as each path loads it itself.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Any
 
-from mixmerge.evaluation.generation import Decoding, generate_responses
+from mixmerge.evaluation.generation import DECODERS, Decoding, generate_responses
 from mixmerge.modeling import load_causal_lm, load_tokenizer
 
 
@@ -29,10 +30,10 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     decoding = Decoding(max_new_tokens=new)
     figures: dict[str, Any] = {}
     outputs: dict[str, list[str]] = {}
-    for name, decoder in (("fast", "fast"), ("generate", "generate")):
-        dec = Decoding(max_new_tokens=new, decoder=decoder)
+    for name in DECODERS:
+        settings = replace(decoding, decoder=name)
         start = time.perf_counter()
-        responses = generate_responses(model_path, prompts, dec, desc=f"bench {decoder}")
+        responses = generate_responses(model_path, prompts, settings, desc=f"bench {name}")
         seconds = time.perf_counter() - start
         outputs[name] = responses
         tokens = count_tokens(tokenizer, responses)

@@ -104,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="merge methods to time (default linear,ties; quick linear)",
     )
     add("--gen-prompts", type=int, help="prompts for the generation section (default 64; quick 32)")
-    add("--gen-new-tokens", type=int, help="new tokens per prompt (default 64; quick 16)")
+    add("--gen-new-tokens", type=int, help="new tokens per prompt (default 64; quick 32)")
     add(
         "--matmul-size",
         type=int,

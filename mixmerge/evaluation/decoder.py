@@ -1,22 +1,21 @@
 """Greedy decoding for evaluation without `generate()`'s per-step machinery.
 
-Evaluation decodes hundreds of short answers greedily in left-padded batches, and on a CPU most of
-`model.generate`'s time per step is not the model's arithmetic but what surrounds it: a key/value
-cache that grows by concatenation (a fresh allocation per layer per step, paid in page faults),
-rows that finished long ago still computed until the longest row ends, and the logits copied to
-float32 and passed through the logits processors. This decoder runs the same model forward (same
-weights, same attention kernels, same masks and position ids) and only changes that bookkeeping:
+Evaluation decodes hundreds of short answers greedily in left-padded batches. This decoder runs
+the same model forward as `model.generate` (same weights, same attention kernels, same masks and
+position ids) and only changes the bookkeeping around it:
 
 - the cache is preallocated once per batch (prompt + max_new_tokens) and filled in place;
 - a row that emits a stop token leaves the batch: its cache rows are dropped, and the remaining
   rows run on (a row's arithmetic does not depend on its neighbours);
 - the next token is the argmax of the last position's logits, as greedy `generate` picks it;
 - on a CPU, bfloat16 linear layers run on weights reordered once into oneDNN's blocked layout
-  (`packed_linears`), instead of being reordered inside every matmul call — at a decode step's
-  few rows that reorder costs more than the product. The packed product is bit-identical.
+  (`packed_linears`), instead of being reordered inside every matmul call. The packed product is
+  bit-identical.
 
 So its outputs are `generate`'s greedy outputs (tests compare them token for token on tiny models,
-and the benchmark on the real one). Sampling still goes through `generate`.
+and the benchmark on the real one). Sampling still goes through `generate`. What it saves is
+`generate`'s overhead, which matters on a loaded CPU; on a quiet one the model's arithmetic
+dominates and it is only a few percent faster (docs/performance.md).
 """
 
 from __future__ import annotations

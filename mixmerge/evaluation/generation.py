@@ -41,7 +41,7 @@ class Decoding:
     top_p: float = 1.0
     seed: int = 0
     dtype: str = field(default_factory=native_dtype)
-    # Greedy decoding: `fast` (mixmerge.evaluation.decoder: same outputs, less overhead per step)
+    # Greedy decoding: `fast` (mixmerge.evaluation.decoder: same outputs, less bookkeeping per step)
     # or `generate` (transformers' `model.generate`, the reference). Sampling always uses generate.
     decoder: str = "fast"
 
@@ -117,6 +117,7 @@ def generate_responses(
     responses: list[str] = [""] * len(texts)
     torch.manual_seed(decoding.seed)
     fast = not decoding.do_sample and decoding.decoder == "fast"
+    stop_ids = set(config.eos_token_id or ())
     with (
         torch.inference_mode(),
         packed_linears(model, decoding.batch_size) if fast else contextlib.nullcontext(),
@@ -140,7 +141,7 @@ def generate_responses(
                     enc["input_ids"],
                     enc["attention_mask"],
                     decoding.max_new_tokens,
-                    set(config.eos_token_id or ()),
+                    stop_ids,
                 )
             for i, text in zip(
                 batch, tokenizer.batch_decode(new_tokens, skip_special_tokens=True), strict=True

@@ -81,7 +81,7 @@ def check_config(cfg: DictConfig) -> tuple[Decoding, list[str]]:
         top_p=gen.top_p,
         seed=cfg.seed,
         dtype=gen.dtype,
-        decoder=gen.get("decoder", "fast"),
+        decoder=gen.decoder,
     )
     return decoding, codes
 

@@ -6,7 +6,8 @@
 - `eval_results.json` (RESULTS_FILE) beside an evaluated model and in its run directory:
   `EvalResults` (the per-item verdicts go to JUDGEMENTS_FILE, read by evaluation/paired.py);
 - the search's outputs: `SearchCandidate` and `FrontResult` (kept with the Optuna study),
-  `ParetoRow` (pareto.csv, pareto.md).
+  `ParetoRow` (pareto.csv, pareto.md), `SearchSummary` (SEARCH_FILE in the search's run directory,
+  what `mixmerge.report` reads to show a search beside the grid).
 
 Writers build the model and write it (`write_artifact`); readers go through `read_artifact`, so a
 file of a wrong or older shape is one line naming the file and what was expected. The models are
@@ -34,6 +35,7 @@ MIXTURE_FILE = "mixture.json"
 # Beside a searched model, eval_results.json is its report-split result (what `mixmerge.report`
 # reads); the dev-split result the search optimised is kept under this name.
 DEV_RESULTS_FILE = "eval_results_dev.json"
+SEARCH_FILE = "search.json"  # a finished search's summary, in its run directory
 
 # The safety weight: one number in [0, 1], or a per-layer gradient of them (merging/weights.py).
 Weight = float | list[float]
@@ -209,6 +211,31 @@ class ParetoRow(_Artifact):
     report_harm: float | None
     report_win: float | None
     model: str
+
+
+class FrontEntry(ParetoRow):
+    """A front trial in search.json: its pareto.csv row, the merge it tried, and where its
+    report-split evaluation (eval_results.json and judgements.jsonl) is."""
+
+    candidate: SearchCandidate
+    report_results: str | None = None
+
+
+class SearchSummary(_Artifact):
+    """`search.json`: a finished search, as the report needs it."""
+
+    study_name: str
+    run_dir: str
+    recipe: str
+    parents: list[RecipeModel] = []  # the recipe's models, resolved (objective: general, safety)
+    harm_metric: str
+    win_metric: str
+    dev_split: str
+    report_split: str
+    sampler: str
+    budget: int
+    finished: int
+    front: list[FrontEntry]
 
 
 A = TypeVar("A", bound=BaseModel)

@@ -151,6 +151,26 @@ def test_front_and_kept_models():
 # --- whole searches ----------------------------------------------------------------------------
 
 
+def test_hypervolume_agrees_with_optunas_and_rewards_domination():
+    import numpy as np
+    from optuna._hypervolume import compute_hypervolume
+
+    from mixmerge.search.front import hypervolume
+
+    assert hypervolume([]) == 0.0 and hypervolume([(0.2, 0.6)]) == pytest.approx(0.8 * 0.6)
+    assert hypervolume([(1.2, 0.9), (0.5, -0.1)]) == 0.0  # outside the reference corner
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        pts = rng.random((int(rng.integers(1, 9)), 2))
+        # Optuna minimises every objective: harm, and 1 - win against the corner (1, 1).
+        theirs = compute_hypervolume(np.c_[pts[:, 0], 1 - pts[:, 1]], np.array([1.0, 1.0]))
+        assert hypervolume([tuple(p) for p in pts]) == pytest.approx(theirs, abs=1e-12)
+    # A point that dominates a front adds area; a dominated one adds none.
+    front = [(0.3, 0.5), (0.5, 0.7)]
+    assert hypervolume([*front, (0.2, 0.8)]) > hypervolume(front)
+    assert hypervolume([*front, (0.4, 0.4)]) == pytest.approx(hypervolume(front))
+
+
 def test_a_search_writes_its_front_keeps_models_and_resumes(tmp_path, family, cache_dir):
     summary = search(search_cfg(tmp_path, family, "search.keep=all"))
     run = tmp_path / "run"
@@ -350,3 +370,78 @@ def test_only_trials_of_dead_workers_are_failed(tmp_path):
     assert fail_dead_trials(study, locked=True) == [unnamed.number]
     states = [t.state.name for t in study.get_trials()]
     assert states == ["RUNNING", "FAIL", "FAIL"]
+
+
+# --- the report: the search's front beside the grid --------------------------------------------
+
+
+def _grid_merge_evaluated(tmp_path: Path, family: dict[str, Path], weight: float) -> str:
+    """A grid merge of the search's parents, evaluated on every English prompt (as a study does)."""
+    from omegaconf import open_dict
+
+    from mixmerge.evaluation.run import evaluate
+    from mixmerge.merging.pipeline import merge
+
+    def cfg(name: str, *items: str):
+        c = compose_config(name, list(items), tmp_path / f"grid-{name}-{weight}")
+        with open_dict(c):
+            c.paths.models_dir = str(tmp_path / "models")
+        return c
+
+    out = f"grid-linear-w{weight}"
+    merge(cfg("merge", f"recipe.general={family['general']}", f"recipe.safety={family['safety']}",
+              "merge=linear", f"merge.safety_weight={weight}", f"output_name={out}", "logger=none"))  # fmt: skip
+    evaluate(cfg("evaluate", f"model_ref={out}", "languages=en", "max_prompts_per_language=null",
+                 "generation.max_new_tokens=4", "bootstrap.samples=0", "logger=none"))  # fmt: skip
+    return out
+
+
+def test_the_report_shows_the_search_front_beside_the_grid(tmp_path, family, cache_dir):
+    import json
+
+    from mixmerge.reporting.run import report
+    from mixmerge.reporting.searches import rates, restrict
+
+    search(search_cfg(tmp_path, family, "search.budget=2", "search.space.methods=[linear,ties]"))
+    run = tmp_path / "run"
+    summary = json.loads((run / "search.json").read_text())
+    assert summary["front"] and {m["key"] for m in summary["parents"]} == {
+        "recipe.general", "recipe.safety",
+    }  # fmt: skip
+    grid = [_grid_merge_evaluated(tmp_path, family, w) for w in (0.3, 0.7)]
+
+    rep = tmp_path / "report"
+    cfg = compose_config(
+        "report",
+        [f"search_dirs=[{tmp_path / 'models'},{run}]", "latest_dir=null", "paired.samples=50"],
+        rep,
+    )
+    report(cfg)
+    text = (rep / "run" / "report.md").read_text()
+    assert "## Searched merges" in text and "### search-objective" in text
+    assert "Hypervolume" in text and "grid (0 < w < 1)" in text
+    assert (rep / "run" / "search_search-objective.png").stat().st_size > 0
+    rows = list(csv.DictReader((rep / "run" / "search.csv").open()))
+    by_source = {}
+    for r in rows:
+        by_source.setdefault(r["source"], set()).add(r["model"])
+    assert by_source["grid"] == set(grid)
+    assert len(by_source["search"]) == len(summary["front"])
+    # The searched models (report-split evaluations) stay out of the whole-set tables.
+    assert "evaluated only on a dev or report split" in text
+    main = (rep / "run" / "models.csv").read_text()
+    assert "search-objective-t" not in main and "grid-linear-w0.3" in main
+
+    # A grid merge is re-scored on exactly the front's report-split prompts: its harm rate there
+    # is recomputed by hand from its judgements and the front's prompt ids.
+    from mixmerge.evaluation.paired import read_verdicts
+
+    front_results = Path(summary["front"][0]["report_results"])
+    front = read_verdicts(front_results.parent / "judgements.jsonl")
+    mine = read_verdicts(tmp_path / "models" / grid[0] / "judgements.jsonl")
+    assert set(front.harm) < set(mine.harm)  # the report split is a part of every prompt
+    sub = restrict(mine, set(front.harm), set(front.wins))
+    harmful = [mine.harm[k] for k in front.harm if mine.harm[k] is not None]
+    expected = sum(harmful) / len(harmful)
+    row = next(r for r in rows if r["model"] == grid[0])
+    assert abs(float(row["harm"]) - expected) < 1e-9 and abs(rates(sub)[0] - expected) < 1e-9

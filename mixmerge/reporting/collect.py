@@ -13,6 +13,7 @@ from mixmerge.artifacts import (
     JUDGEMENTS_FILE,
     PROVENANCE_FILE,
     RESULTS_FILE,
+    SEARCH_FILE,
     EvalResults,
     Provenance,
     read_artifact,
@@ -74,6 +75,10 @@ class Collection:
     filtered_out: list[tuple[str, str]] = field(default_factory=list)  # (model, why)
     missing_dirs: list[Path] = field(default_factory=list)
     searched: list[Path] = field(default_factory=list)
+    searches: list[Path] = field(default_factory=list)  # search.json of finished searches
+    # Models evaluated only on a split of the prompts (a search's dev or report split): not
+    # comparable with whole-set evaluations, so shown only in their search's section.
+    split_only: list[str] = field(default_factory=list)
 
 
 def read_model_provenance(path: Path) -> dict[str, Any]:
@@ -88,21 +93,37 @@ def read_results(path: Path) -> dict[str, Any]:
     return read_artifact(EvalResults, path).as_dict()
 
 
-def walk(roots: Iterable[Path]) -> tuple[list[Path], list[Path]]:
-    """Model folders (holding mixmerge.json) and results files below `roots`, each once."""
+# A search's run directory (mixmerge.search) holds its Optuna storage; its `trials` folder holds
+# every trial's dev evaluation, of models the search has mostly deleted: read via search.json.
+_SEARCH_MARKERS = {SEARCH_FILE, "study.db", "study.journal"}
+
+
+def walk(roots: Iterable[Path]) -> tuple[list[Path], list[Path], list[Path]]:
+    """Model folders (holding mixmerge.json), results files and finished searches' search.json
+    below `roots`, each once."""
     models: dict[Path, None] = {}
     results: dict[Path, None] = {}
+    searches: dict[Path, None] = {}
     for root in roots:
         for folder, dirs, files in os.walk(root):
             here = Path(folder)
             # Hidden folders are atomic writes in progress (.tmp-*) or replaced outputs (.old-*).
             dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in _PRUNE)
+            if _SEARCH_MARKERS & set(files):
+                dirs[:] = [d for d in dirs if d != "trials"]
+                if SEARCH_FILE in files:
+                    searches[(here / SEARCH_FILE).resolve()] = None
             if PROVENANCE_FILE in files:
                 models[here.resolve()] = None
                 dirs[:] = []  # a model folder holds no other models
             if RESULTS_FILE in files:
                 results[(here / RESULTS_FILE).resolve()] = None
-    return list(models), list(results)
+    return list(models), list(results), list(searches)
+
+
+def _split(results: dict[str, Any]) -> str:
+    """Which prompts an evaluation used: `all` (older files do not say), `dev` or `report`."""
+    return str((results.get("evalset") or {}).get("split") or "all")
 
 
 def _created(results: dict[str, Any]) -> str:
@@ -120,7 +141,7 @@ def collect(
         path = Path(d).expanduser()
         (roots if path.is_dir() else found.missing_dirs).append(path)
     found.searched = roots
-    model_dirs, result_files = walk(roots)
+    model_dirs, result_files, found.searches = walk(roots)
 
     by_model: dict[Path, list[tuple[Path, dict[str, Any]]]] = {}
     for path in result_files:
@@ -158,6 +179,11 @@ def collect(
                     (name, f"evaluated only by judge {', '.join(sorted(other))}")
                 )
                 continue
+        whole = [(p, r) for p, r in items if _split(r) == "all"]
+        if items and not whole:
+            found.split_only.append(name)
+            continue
+        items = whole
         if not items:
             found.not_evaluated.append((name, folder))
             continue

@@ -256,8 +256,10 @@ def render(
     warnings: Sequence[str],
     options: Options,
     header: Mapping[str, str],
+    searched: Sequence[str] = (),
 ) -> str:
-    """The whole report.md, section by section."""
+    """The whole report.md, section by section (`searched`: the searches' section, already
+    rendered by reporting/searches.py)."""
     models = frames["models"]
     view = _View(
         frames=frames,
@@ -277,6 +279,7 @@ def render(
         *_per_language_section(view),
         *_language_section(view),
         *_position_section(view),
+        *searched,
         *_judgements_section(models),
         f"## Published numbers — {published.PUBLISHED_LABEL}",
         "",

@@ -57,6 +57,12 @@ def missing_items(
         )
     for name, why in found.filtered_out:
         lines.append(f"{name}: left out ({why})")
+    if found.split_only:
+        lines.append(
+            f"{len(found.split_only)} model(s) evaluated only on a dev or report split of the prompts "
+            f"(a search's), not beside whole-set evaluations in these tables: {_names(found.split_only)}"
+            + ("; a finished search's front is in *Searched merges*" if found.searches else "")
+        )
     present = set(models["stage"]) if not models.empty else set()
     for stage in STAGES:
         if models.empty:

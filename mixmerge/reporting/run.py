@@ -16,7 +16,7 @@ from omegaconf import DictConfig, ListConfig
 
 from mixmerge.errors import MixmergeError
 from mixmerge.io import atomic_dir, write_json_atomic
-from mixmerge.reporting import markdown, plots, tables
+from mixmerge.reporting import markdown, plots, searches, tables
 from mixmerge.reporting.collect import Collection, Evaluated, collect
 from mixmerge.reporting.comparisons import Comparisons
 from mixmerge.reporting.labels import sort_key
@@ -201,6 +201,32 @@ def report(cfg: DictConfig) -> dict[str, Any]:
     }
 
 
+def write_searches(
+    cfg: DictConfig, found: Collection, options: Options, staging: Path
+) -> tuple[list[str], list[str]]:
+    """The searches' section (reporting/searches.py): its lines, and the files it wrote
+    (search.csv, one figure per search) into `staging`."""
+    found_searches = searches.sections(
+        found.searches, found.evaluated, options.paired_samples, options.paired_seed
+    )
+    if not found_searches:
+        return [], []
+    files = ["search.csv"]
+    searches.points_frame(found_searches).to_csv(staging / "search.csv", index=False)
+    figures: dict[str, str] = {}
+    if cfg.plots.enabled:
+        for s in found_searches:
+            name = (
+                "search_"
+                + "".join(c if c.isalnum() or c in "._-" else "_" for c in s.name)
+                + ".png"
+            )
+            if searches.figure(s, staging / name, int(cfg.plots.dpi)) is not None:
+                figures[s.name] = name
+                files.append(name)
+    return searches.markdown(found_searches, figures), files
+
+
 def write_report(
     cfg: DictConfig,
     found: Collection,
@@ -219,7 +245,11 @@ def write_report(
         else ({}, {"figures": "plots.enabled=false"})
     )
     missing = missing_items(found, frames, skipped, options)
-    files = [REPORT_FILE, SUMMARY_FILE, *CSV_FILES.values(), *(p.name for p in figures.values())]
+    searched, search_files = write_searches(cfg, found, options, staging)
+    files = [
+        REPORT_FILE, SUMMARY_FILE, *CSV_FILES.values(), *(p.name for p in figures.values()),
+        *search_files,
+    ]  # fmt: skip
     header = {
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "judges": judges_with_validation(found.evaluated) or "—",
@@ -234,6 +264,7 @@ def write_report(
         warnings(frames["models"]),
         options,
         header,
+        searched,
     )
     (staging / REPORT_FILE).write_text(text, encoding="utf-8")
     write_json_atomic(

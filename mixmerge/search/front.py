@@ -39,6 +39,22 @@ def pareto_front(points: Sequence[Point]) -> list[Point]:
     return sorted(front, key=lambda p: (p.harm, -p.win, p.number))
 
 
+def hypervolume(
+    points: Sequence[tuple[float, float]], ref: tuple[float, float] = (1.0, 0.0)
+) -> float:
+    """The area of the (harm, win) plane that `points` dominate, bounded by the worst corner `ref`
+    (harm 1, win 0 for rates): harm is minimised and win maximised, so a point (h, w) covers the
+    rectangle [h, ref_h] × [ref_w, w]. One number for a whole front; larger is better, and a
+    front that dominates another has at least its hypervolume. Points outside `ref` add nothing."""
+    inside = sorted((h, w) for h, w in points if h < ref[0] and w > ref[1])
+    area, best_win = 0.0, ref[1]
+    for i, (h, w) in enumerate(inside):  # by harm, ascending: a strip from h to the next harm
+        best_win = max(best_win, w)
+        right = inside[i + 1][0] if i + 1 < len(inside) else ref[0]
+        area += (right - h) * (best_win - ref[1])
+    return area
+
+
 def best_per_method(points: Sequence[Point]) -> dict[str, Point]:
     """Each method's best trial by win − harm (one number per method; ties: the earlier trial)."""
     best: dict[str, Point] = {}

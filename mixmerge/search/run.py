@@ -11,7 +11,18 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from mixmerge.artifacts import PROVENANCE_FILE, RESULTS_FILE, FrontResult, SearchCandidate, validate
+from mixmerge.artifacts import (
+    PROVENANCE_FILE,
+    RESULTS_FILE,
+    SEARCH_FILE,
+    FrontEntry,
+    FrontResult,
+    SearchCandidate,
+    SearchSummary,
+    load_provenance,
+    validate,
+    write_artifact,
+)
 from mixmerge.config import resolved_config
 from mixmerge.errors import MixmergeError
 from mixmerge.evaluation.evalsets import SPLITS, check_split, load_eval_set
@@ -299,6 +310,40 @@ def report_front(cfg: DictConfig, study: Any) -> tuple[list[fr.Point], dict[int,
     return front, report
 
 
+def recipe_parents(front: list[fr.Point]) -> list[dict[str, Any]]:
+    """The recipe's models as the merges resolved them (from a front model's provenance), so the
+    report can find grid merges of the same parents."""
+    for p in front:
+        prov = load_provenance(p.model) if p.model and Path(p.model).is_dir() else None
+        if prov is not None and prov.recipe is not None:
+            return [m.model_dump(exclude_unset=True) for m in prov.recipe.models]
+    return []
+
+
+def write_summary(
+    cfg: DictConfig,
+    study: Any,
+    front: list[fr.Point],
+    report: dict[int, dict[str, Any]],
+    rows: list[dict[str, Any]],
+    parents: list[dict[str, Any]],
+    run_dir: Path,
+) -> Path:
+    """search.json: the finished search as `mixmerge.report` reads it."""
+    s = cfg.search
+    entries = [
+        FrontEntry(**row, candidate=p.candidate, report_results=report.get(p.number, {}).get("results"))
+        for row, p in zip(rows, front, strict=True)
+    ]  # fmt: skip
+    summary = SearchSummary(
+        study_name=str(s.study_name), run_dir=str(run_dir), recipe=str(cfg.recipe.name),
+        parents=parents, harm_metric=str(s.harm_metric), win_metric=str(s.win_metric),
+        dev_split=str(s.dev_split), report_split=str(s.report_split), sampler=str(s.sampler),
+        budget=int(s.budget), finished=len(_completed(study)), front=entries,
+    )  # fmt: skip
+    return write_artifact(run_dir / SEARCH_FILE, summary)
+
+
 def write_trials(study: Any, run_dir: Path) -> Path:
     import pandas as pd
 
@@ -375,14 +420,17 @@ def search(cfg: DictConfig) -> dict[str, Any]:
             close_loggers(loggers)
             return {"trials_run": ran, "finished": len(_completed(study)), "front": None}
         front, report = report_front(cfg, study)
+        parents = recipe_parents(front)
         prune_models(study, str(cfg.search.keep), final=True)
         metrics = (str(cfg.search.harm_metric), str(cfg.search.win_metric))
         rows = fr.front_rows(front, report)
         tables = fr.write_tables(rows, run_dir, metrics)
+        write_summary(cfg, study, front, report, rows, parents, run_dir)
         figure = fr.write_figure(points(study), front, report, run_dir / "pareto.png", metrics)
         trials_csv = write_trials(study, run_dir)
     summary = {"trials_run": ran, "finished": len(_completed(study)), "front_size": len(front)}
     finish_loggers(loggers, rows, figure, summary)
     print(f"Pareto front ({len(front)} of {summary['finished']} trials) written to "
-          f"{tables[1]}, {tables[0]}, {figure} and {trials_csv}")  # fmt: skip
+          f"{tables[1]}, {tables[0]}, {figure} and {trials_csv}; `python -m mixmerge.report` "
+          "shows it beside the grid")  # fmt: skip
     return {**summary, "front": rows, "run_dir": str(run_dir)}

@@ -287,3 +287,39 @@ def test_a_bundled_adapter_is_merged_into_the_weights(gemma, tmp_path):
         bundled_adapter("nope")
     # The shipped adapter is found by name.
     assert bundled_adapter("gemma3-270m-chat").name == "gemma3-270m-chat"
+
+
+def test_fast_gguf_loading_parses_once_and_gives_the_same_weights(tmp_path):
+    """The conversion parses the GGUF once (transformers builds three readers) and de-quantizes
+    large tensors by rows on every core: the same values, and everything restored after."""
+    import gguf
+    import numpy as np
+
+    from mixmerge.modeling import fast_gguf_loading
+
+    x = np.random.default_rng(0).standard_normal((16384, 256)).astype(np.float32)
+    q = gguf.quantize(x, gguf.GGMLQuantizationType.Q8_0)  # 4.4 MB: large enough to be split
+    alone = gguf.dequantize(q, gguf.GGMLQuantizationType.Q8_0)
+    writer = gguf.GGUFWriter(tmp_path / "t.gguf", "llama")
+    writer.add_uint32("test.value", 7)
+    writer.add_tensor("w", q, raw_dtype=gguf.GGMLQuantizationType.Q8_0)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    with fast_gguf_loading(workers=3) as workers:
+        assert workers == 3 and gguf.dequantize is not gguf.quants.dequantize
+        split = gguf.dequantize(q, gguf.GGMLQuantizationType.Q8_0)
+        small = gguf.dequantize(q[:8], gguf.GGMLQuantizationType.Q8_0)  # too small: one call
+        first, again = (
+            gguf.GGUFReader(tmp_path / "t.gguf"),
+            gguf.GGUFReader(str(tmp_path / "t.gguf")),
+        )
+        assert first is again  # parsed once
+        assert np.array_equal(
+            gguf.dequantize(first.tensors[0].data, first.tensors[0].tensor_type), alone
+        )
+    assert gguf.dequantize is gguf.quants.dequantize  # restored
+    assert gguf.GGUFReader is gguf.gguf_reader.GGUFReader
+    assert split.shape == alone.shape and np.array_equal(split, alone)
+    assert np.array_equal(small, alone[:8])

@@ -445,3 +445,18 @@ def test_the_report_shows_the_search_front_beside_the_grid(tmp_path, family, cac
     expected = sum(harmful) / len(harmful)
     row = next(r for r in rows if r["model"] == grid[0])
     assert abs(float(row["harm"]) - expected) < 1e-9 and abs(rates(sub)[0] - expected) < 1e-9
+
+
+def test_a_malformed_search_json_is_one_line_in_the_report_not_a_crash(tmp_path):
+    from mixmerge.reporting.run import report
+
+    run = tmp_path / "outputs" / "search" / "broken"
+    run.mkdir(parents=True)
+    (run / "search.json").write_text('{"study_name": "broken"}')
+    cfg = compose_config(
+        "report", [f"search_dirs=[{tmp_path / 'outputs'}]", "latest_dir=null"], tmp_path
+    )
+    report(cfg)
+    text = (tmp_path / "run" / "report.md").read_text()
+    assert "### broken" in text
+    assert f"{run / 'search.json'}: malformed search.json" in text

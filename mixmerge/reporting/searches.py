@@ -36,7 +36,7 @@ class SearchSection:
     """One search as the report shows it."""
 
     name: str
-    summary: SearchSummary
+    summary: SearchSummary | None  # None: search.json could not be read (the reason in notes)
     path: Path
     points: pd.DataFrame = field(default_factory=pd.DataFrame)  # search front, grid, others
     methods: pd.DataFrame = field(default_factory=pd.DataFrame)  # each grid method vs the front
@@ -241,7 +241,7 @@ def sections(
         try:
             out.append(section(path, models, samples, seed))
         except MixmergeError as err:
-            out.append(SearchSection(path.parent.name, None, path, notes=[str(err)]))  # type: ignore[arg-type]
+            out.append(SearchSection(path.parent.name, None, path, notes=[str(err)]))
     return out
 
 

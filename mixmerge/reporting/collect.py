@@ -55,12 +55,16 @@ class Evaluated:
 
     @property
     def judgements_path(self) -> Path | None:
-        """The per-item judgements of this evaluation: beside its eval_results.json (where
-        evaluation writes them), else in the evaluation's run directory (older evaluations)."""
-        candidates = [self.results_path.parent / JUDGEMENTS_FILE]
-        if self.results.get("run_dir"):
-            candidates.append(Path(str(self.results["run_dir"])).expanduser() / JUDGEMENTS_FILE)
-        return next((p for p in candidates if p.is_file()), None)
+        return judgements_beside(self.results_path, self.results)
+
+
+def judgements_beside(results_path: Path, results: dict[str, Any]) -> Path | None:
+    """The per-item judgements of an evaluation: beside its eval_results.json (where evaluation
+    writes them), else in the evaluation's run directory (older evaluations)."""
+    candidates = [results_path.parent / JUDGEMENTS_FILE]
+    if results.get("run_dir"):
+        candidates.append(Path(str(results["run_dir"])).expanduser() / JUDGEMENTS_FILE)
+    return next((p for p in candidates if p.is_file()), None)
 
 
 @dataclass

@@ -13,26 +13,34 @@ import pandas as pd
 
 from mixmerge.errors import MixmergeError
 from mixmerge.evaluation.paired import Verdicts, compare, excludes_zero, read_verdicts
-from mixmerge.reporting.collect import Evaluated
+from mixmerge.reporting.collect import Evaluated, judgements_beside
 
 # Report metric → (paired metric, exact test that goes with it).
 DELTAS = {"harm": ("harm_change_pct", "mcnemar"), "win": ("win_rate", "sign")}
 _COUNT_KEYS = ("n_redteam", "n_general", "harmful", "baseline_harmful", "wins", "ties")
 
 
-def load_verdicts(model: Evaluated) -> tuple[Verdicts | None, str | None]:
-    """A model's per-item verdicts, or None and why not. A malformed file is an error; a file that
-    does not reproduce eval_results.json's counts belongs to another evaluation and is not used."""
-    path = model.judgements_path
+def evaluation_verdicts(
+    name: str, results_path: Path, results: dict[str, Any]
+) -> tuple[Verdicts | None, str | None]:
+    """An evaluation's per-item verdicts, or None and why not. A malformed file is an error; a
+    file that does not reproduce eval_results.json's counts belongs to another evaluation and is
+    not used."""
+    path = judgements_beside(results_path, results)
     if path is None:
-        return None, f"{model.name}: no judgements.jsonl beside {model.results_path.name}"
+        return None, f"{name}: no judgements.jsonl beside {results_path.name}"
     verdicts = read_verdicts(path)
-    for lang, values in model.results["languages"].items():
+    for lang, values in results["languages"].items():
         counts = verdicts.counts(lang)
         stored = {k: values.get(k) for k in _COUNT_KEYS if k in values}
         if any(counts[k] != v for k, v in stored.items()):
-            return None, f"{model.name}: {path} does not match {model.results_path} ({lang} counts)"
+            return None, f"{name}: {path} does not match {results_path} ({lang} counts)"
     return verdicts, None
+
+
+def load_verdicts(model: Evaluated) -> tuple[Verdicts | None, str | None]:
+    """A collected model's per-item verdicts (evaluation_verdicts of its evaluation)."""
+    return evaluation_verdicts(model.name, model.results_path, model.results)
 
 
 @dataclass

@@ -14,13 +14,15 @@ from typing import Any
 
 import pandas as pd
 
-from mixmerge.artifacts import JUDGEMENTS_FILE, SearchSummary, read_artifact, read_json
+from mixmerge.artifacts import SearchSummary, read_artifact, read_json
 from mixmerge.errors import MixmergeError
 from mixmerge.evaluation.metrics import rate
-from mixmerge.evaluation.paired import Key, Verdicts, compare, excludes_zero, read_verdicts
+from mixmerge.evaluation.paired import Key, Verdicts, compare, excludes_zero
 from mixmerge.merging.methods import METHODS, colour, display_name
 from mixmerge.merging.weights import show
 from mixmerge.reporting.collect import Evaluated
+from mixmerge.reporting.comparisons import evaluation_verdicts, load_verdicts
+from mixmerge.reporting.markdown import with_ci
 from mixmerge.reporting.selection import is_endpoint
 from mixmerge.search.front import hypervolume
 
@@ -43,13 +45,6 @@ class SearchSection:
     hypervolume: dict[str, float | None] = field(default_factory=dict)
     prompts: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
-
-
-def _judgements(results_path: Path, results: dict[str, Any]) -> Path | None:
-    candidates = [results_path.parent / JUDGEMENTS_FILE]
-    if results.get("run_dir"):
-        candidates.append(Path(str(results["run_dir"])).expanduser() / JUDGEMENTS_FILE)
-    return next((p for p in candidates if p.is_file()), None)
 
 
 def restrict(v: Verdicts, harm_keys: set[Key], win_keys: set[Key]) -> Verdicts | None:
@@ -156,12 +151,12 @@ def section(path: Path, models: Sequence[Evaluated], samples: int, seed: int) ->
             out.notes.append(f"trial {entry.trial}: its report-split evaluation is missing")
             continue
         results = read_json(results_path)
-        judgements = _judgements(results_path, results)
-        if judgements is None:
-            out.notes.append(f"trial {entry.trial}: no {JUDGEMENTS_FILE} beside {results_path}")
+        judged, why = evaluation_verdicts(f"trial {entry.trial}", results_path, results)
+        if judged is None:
+            out.notes.append(str(why))
             continue
         reference = reference or _settings(results)
-        front_verdicts.append((entry, read_verdicts(judgements)))
+        front_verdicts.append((entry, judged))
     if not front_verdicts:
         out.notes.append("no front model's report-split judgements: nothing to compare")
         return out
@@ -172,8 +167,7 @@ def section(path: Path, models: Sequence[Evaluated], samples: int, seed: int) ->
     verdicts: dict[str, Verdicts] = {f"search:{e.trial}": v for e, v in front_verdicts}
 
     parents = _parents(summary)
-    compared = metrics == RATE_METRICS
-    if not compared:
+    if metrics != RATE_METRICS:
         out.notes.append(
             f"the search optimised {metrics[0]} and {metrics[1]}: the grid comparison is made in "
             f"harm rate and win rate"
@@ -185,8 +179,12 @@ def section(path: Path, models: Sequence[Evaluated], samples: int, seed: int) ->
             if grid:
                 out.notes.append(f"{model.name}: not comparable, evaluated with {why}")
             continue
-        judgements = model.judgements_path
-        mine = restrict(read_verdicts(judgements), harm_keys, win_keys) if judgements else None
+        theirs, why = load_verdicts(model)
+        if theirs is None:
+            if grid:
+                out.notes.append(f"{why} (not comparable)")
+            continue
+        mine = restrict(theirs, harm_keys, win_keys)
         if mine is None:
             if grid:
                 out.notes.append(
@@ -295,14 +293,10 @@ def figure(s: SearchSection, path: Path, dpi: int) -> Path | None:
 
 
 def _ci(value: Any, ci: Any) -> str:
-    if value is None:
-        return "—"
-    text = f"{value:+.1f}"
-    if ci:
-        text += f" [{ci[0]:+.1f}, {ci[1]:+.1f}]"
-        if excludes_zero(ci):
-            text = f"**{text}**"
-    return text
+    """A paired difference with its interval (the report's `with_ci`), bold when it excludes 0."""
+    low, high = ci if ci else (None, None)
+    text = with_ci(value, low, high, signed=True)
+    return f"**{text}**" if value is not None and excludes_zero(ci) else text
 
 
 def markdown(found: Sequence[SearchSection], figures: dict[str, str]) -> list[str]:

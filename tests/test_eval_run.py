@@ -283,8 +283,13 @@ def test_every_evaluate_option_composes_and_instantiates(tmp_path, cache_dir, gr
 
 def test_skip_existing_returns_the_finished_results_without_generating(tmp_path, cache_dir):
     first = evaluate(eval_cfg(tmp_path, "model_ref=base", "languages=en"))
-    cfg = eval_cfg(
-        tmp_path, "model_ref=base", "languages=en", "skip_existing=true", "judge=openai_compatible"
-    )
-    # The judge is never built: an unconfigured endpoint would otherwise fail its pre-flight check.
-    assert evaluate(cfg) == json.loads(json.dumps(first, default=str))
+    again = eval_cfg(tmp_path / "again", "model_ref=base", "languages=en", "skip_existing=true")
+    assert evaluate(again) == json.loads(json.dumps(first, default=str))
+    # Results judged by another judge are not this judge's: evaluated again, which here reaches
+    # the unconfigured endpoint's pre-flight check instead of returning the lexicon's verdicts.
+    other = eval_cfg(
+        tmp_path / "other", "model_ref=base", "languages=en", "skip_existing=true",
+        "judge=openai_compatible", "judge.base_url=http://127.0.0.1:9/v1",
+    )  # fmt: skip
+    with pytest.raises(MixmergeError):
+        evaluate(other)

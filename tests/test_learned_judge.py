@@ -192,10 +192,55 @@ def test_evaluation_results_and_the_report_carry_the_judges_validation(
     assert unvalidated["judge"]["validation"] is None
     header = judges_with_validation(
         [
-            SimpleNamespace(judge="learned", results=results),
-            SimpleNamespace(judge="lexicon", results=unvalidated),
+            SimpleNamespace(judge_label="learned", results=results),
+            SimpleNamespace(judge_label="lexicon", results=unvalidated),
         ]
     )
     pct = f"{100 * data['validation']['harm']['agreement']:.0f}%"
     assert f"learned (validated on the labelled test split: harm agreement {pct}" in header
     assert "lexicon (not validated on labelled real outputs" in header
+
+
+def test_a_retrained_file_is_another_judge(trained, tmp_path, cache_dir):
+    """Evaluations record the trained file's digest: a study re-run with a retrained judge of the
+    same name evaluates again instead of keeping the old verdicts, and the report tells the two
+    apart (rows judged by different weights are flagged as from different judges)."""
+    from mixmerge.config import compose_config
+    from mixmerge.evaluation.run import evaluate
+    from mixmerge.reporting.collect import judge_label
+    from mixmerge.reporting.missing import warnings
+
+    root, _, data = trained
+    retrained = tmp_path / "retrained.json"
+    changed = json.loads((root / "judge.json").read_text())
+    changed["harm"]["intercept"] = [v + 0.5 for v in changed["harm"]["intercept"]]
+    retrained.write_text(json.dumps(changed))
+    fast = ["model=tiny_random", "max_prompts_per_language=1", "generation.max_new_tokens=4",
+            "bootstrap.samples=0", "languages=en", "model_ref=base", "judge=learned"]  # fmt: skip
+    first = evaluate(
+        compose_config("evaluate", [*fast, f"judge.path={root}/judge.json"], tmp_path / "a")
+    )
+    digest = first["judge"]["fingerprint"]
+    assert digest == lj.LearnedJudge(str(root / "judge.json")).fingerprint and len(digest) == 64
+    same = evaluate(
+        compose_config(
+            "evaluate",
+            [*fast, f"judge.path={root}/judge.json", "skip_existing=true"],
+            tmp_path / "b",
+        )
+    )
+    assert same["created"] == first["created"]  # the same weights: skipped
+    second = evaluate(
+        compose_config(
+            "evaluate", [*fast, f"judge.path={retrained}", "skip_existing=true"], tmp_path / "c"
+        )
+    )
+    assert second["judge"]["fingerprint"] != digest  # other weights: judged again
+    assert judge_label(first) != judge_label(second)
+    assert judge_label(first) == f"learned (weights {digest[:8]})"
+    import pandas as pd
+
+    frame = pd.DataFrame({"judge": [judge_label(first), judge_label(second)]})
+    for column in ("baseline", "base_model", "eval_languages"):
+        frame[column] = "x"
+    assert any("2 judges" in line for line in warnings(frame))

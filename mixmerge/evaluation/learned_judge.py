@@ -16,6 +16,7 @@ and without unpickling anything; judging is a few dictionary look-ups per respon
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import math
@@ -244,6 +245,14 @@ class LearnedJudge(ExplainedJudge):
         chosen = self.harm_model.settings.get("threshold", 0.5)
         self.threshold = float(chosen if self.harm_threshold is None else self.harm_threshold)
         self.data = data
+        self._digest = hashlib.sha256(self.path.read_bytes()).hexdigest()
+
+    @property
+    def fingerprint(self) -> str:
+        """sha256 of the trained file: two evaluations by judge `name` with different weights (a
+        retrained or user-trained file under the same name) are different judges."""
+        self._load()
+        return self._digest
 
     def check(self, languages: Sequence[str]) -> None:
         """Load the trained file before any generation (a missing or foreign file stops here)."""

@@ -35,7 +35,13 @@ from mixmerge.evaluation.generation import (
     cached_generations,
     write_jsonl_atomic,
 )
-from mixmerge.evaluation.judges import check_judge, judge_all, judge_stats
+from mixmerge.evaluation.judges import (
+    check_judge,
+    judge_all,
+    judge_fingerprint,
+    judge_stats,
+    same_judge,
+)
 from mixmerge.evaluation.metrics import summarize
 from mixmerge.evaluation.reporting import format_table, log_results
 from mixmerge.evaluation.validation import shipped_validation, validation_note
@@ -110,15 +116,24 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     decoding, languages = check_config(cfg)
     model = resolve_evaluated(cfg)
     finished = Path(model.path) / RESULTS_FILE
+    judge = build_judge(cfg.judge)  # judges load models and reach endpoints only when checked
     if cfg.get("skip_existing") and finished.is_file():
-        print(f"{finished} already exists; skipping (skip_existing=true)")
-        return read_artifact(EvalResults, finished).as_dict()
+        existing = read_artifact(EvalResults, finished).as_dict()
+        if same_judge(existing.get("judge"), _judge_config(cfg), judge):
+            print(f"{finished} already exists; skipping (skip_existing=true)")
+            return existing
+        # Another judge, or the same name with other settings or weights (a retrained learned
+        # judge): its verdicts would be mixed with this judge's in a report. Generations are
+        # cached, so evaluating again costs the judging.
+        print(
+            f"{finished} was judged by another judge than judge={judge.name} as configured now; "
+            "evaluating again"
+        )
+    check_judge(judge, languages)
     baseline = resolve_baseline(cfg.baseline, model, cfg)
     # Both are read before anything is generated: a corrupt file is one line, not a traceback later.
     check_model_folder(model.path, key="model_ref")
     check_model_folder(baseline.path, key="baseline")
-    judge = build_judge(cfg.judge)
-    check_judge(judge, languages)
     items = load_items(cfg, languages)
     log.info(
         "Evaluating %s against %s (%s): %d red-team and %d general prompts",
@@ -198,6 +213,10 @@ def score(
     return metrics
 
 
+def _judge_config(cfg: DictConfig) -> dict[str, Any]:
+    return OmegaConf.to_container(cfg.judge, resolve=True)  # type: ignore[return-value]
+
+
 def build_results(
     cfg: DictConfig,
     model: ModelRef,
@@ -209,7 +228,7 @@ def build_results(
     records: list[dict[str, Any]],
 ) -> dict[str, Any]:
     """The content of eval_results.json (mixmerge.artifacts.EvalResults), checked."""
-    judge_config = OmegaConf.to_container(cfg.judge, resolve=True)
+    judge_config = _judge_config(cfg)
     results = {
         "mixmerge_version": mixmerge.__version__,
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
@@ -219,6 +238,7 @@ def build_results(
             "name": judge.name,
             "config": judge_config,
             "stats": judge_stats(judge),
+            "fingerprint": judge_fingerprint(judge),
             # How far this judge agrees with careful labels of real outputs (None: never measured).
             "validation": shipped_validation(judge, judge_config),
         },

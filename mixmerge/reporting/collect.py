@@ -45,6 +45,10 @@ class Evaluated:
         return str((self.results.get("judge") or {}).get("name") or "?")
 
     @property
+    def judge_label(self) -> str:
+        return judge_label(self.results)
+
+    @property
     def baseline(self) -> str:
         baseline = self.results.get("baseline") or {}
         return str(baseline.get("reference") or baseline.get("path") or "?")
@@ -56,6 +60,16 @@ class Evaluated:
     @property
     def judgements_path(self) -> Path | None:
         return judgements_beside(self.results_path, self.results)
+
+
+def judge_label(results: dict[str, Any]) -> str:
+    """The judge an evaluation used, told apart from other weights under the same name: a trained
+    judge's name carries its file digest (`offline (weights 1a2b3c4d)`), so evaluations by a
+    retrained judge are never taken for the same judge's."""
+    judge = results.get("judge") or {}
+    name = str(judge.get("name") or "?")
+    digest = judge.get("fingerprint")
+    return f"{name} (weights {str(digest)[:8]})" if digest else name
 
 
 def judgements_beside(results_path: Path, results: dict[str, Any]) -> Path | None:

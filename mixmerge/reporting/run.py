@@ -156,7 +156,7 @@ def judges_with_validation(evaluated: list[Any]) -> str:
 
     found: dict[str, Any] = {}
     for m in evaluated:
-        found.setdefault(m.judge, (m.results.get("judge") or {}).get("validation"))
+        found.setdefault(m.judge_label, (m.results.get("judge") or {}).get("validation"))
     return ", ".join(validation_note(name, found[name]) for name in sorted(found))
 
 

@@ -20,7 +20,7 @@ from mixmerge.evaluation.metrics import rate
 from mixmerge.evaluation.paired import Key, Verdicts, compare, excludes_zero
 from mixmerge.merging.methods import METHODS, colour, display_name
 from mixmerge.merging.weights import show
-from mixmerge.reporting.collect import Evaluated
+from mixmerge.reporting.collect import Evaluated, judge_label
 from mixmerge.reporting.comparisons import evaluation_verdicts, load_verdicts
 from mixmerge.reporting.markdown import with_ci
 from mixmerge.reporting.selection import is_endpoint
@@ -78,7 +78,7 @@ def _resolved(path: Any) -> str:
 def _settings(results: dict[str, Any]) -> dict[str, Any]:
     generation = results.get("generation") or {}
     return {
-        "judge": (results.get("judge") or {}).get("name"),
+        "judge": judge_label(results),
         "baseline": _resolved((results.get("baseline") or {}).get("path")),
         **{k: generation.get(k) for k in _GENERATION_KEYS},
     }

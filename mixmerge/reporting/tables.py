@@ -67,7 +67,7 @@ def model_frame(
                 "languages": " ".join(d.languages),
                 "parent_languages": "; ".join(" ".join(p) for p in d.parent_languages),
                 "eval_languages": " ".join(m.eval_languages),
-                "judge": m.judge,
+                "judge": m.judge_label,
                 "baseline": m.baseline,
                 "fluency_below": fluency_below(m.results),
                 "harm_change_pct": harm,

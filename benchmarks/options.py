@@ -13,6 +13,12 @@ from mixmerge.errors import MixmergeError
 SECTIONS = ("sft", "dpo", "merge", "generation", "util")
 MERGE_METHODS = ("linear", "slerp", "ties", "dare_ties", "task_arithmetic")
 TRL_PRECISIONS = ("default", "fp32")
+# default: TRL's defaults; recommended: what TRL's docs recommend where it applies on this machine
+# (see benchmarks/trl_runs.py).
+TRL_CONFIGS = ("default", "recommended")
+# Where the generation section's prompts come from: the bundled eval prompts (what evaluation
+# generates) or the synthetic training records' prompts (word salad from the general corpus).
+GEN_PROMPT_SOURCES = ("eval", "synthetic")
 WARMUP_STEPS = 1  # training steps run before the clock starts (allocations, lazy init, caches)
 
 
@@ -40,6 +46,8 @@ class BenchOptions:
     gen_new_tokens: int = 64
     matmul_size: int = 4096
     trl_precision: str = "default"
+    trl_config: str = "default"
+    gen_prompts_from: str = "eval"
     seed: int = 42
     work_dir: Path | None = None
     keep_work: bool = False
@@ -114,6 +122,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--trl-precision",
         choices=TRL_PRECISIONS,
         help="TRL's precision: default (its bf16=True; on a CPU-only machine with use_cpu=True) or fp32 (bf16=False)",
+    )
+    add(
+        "--trl-config",
+        choices=TRL_CONFIGS,
+        help="TRL's trainer settings: default (its defaults) or recommended (its documented speed/memory settings that apply here: no gradient checkpointing for a model that fits; see benchmarks/trl_runs.py)",
+    )
+    add(
+        "--gen-prompts-from",
+        choices=GEN_PROMPT_SOURCES,
+        help="generation prompts: eval (default: a seeded sample of the bundled eval prompts, red-team and general, six languages) or synthetic (the training records' prompts)",
     )
     add("--seed", type=int, help="seed of the synthetic data and of every framework (default 42)")
     add(

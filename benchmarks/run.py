@@ -94,6 +94,25 @@ def _load() -> Any:
     return os.getloadavg() if hasattr(os, "getloadavg") else None
 
 
+def eval_prompts(n: int, seed: int) -> list[str]:
+    """A seeded sample of `n` bundled eval prompts (red-team and general, every language): what
+    evaluation generates, refusals that end early and long contexts included."""
+    import random
+
+    from omegaconf import OmegaConf
+
+    from mixmerge import LANGUAGES
+    from mixmerge.evaluation.evalsets import load_eval_set
+
+    bundled = OmegaConf.create({"source": "bundled"})
+    items = [
+        item["prompt"]
+        for kind in ("redteam", "general")
+        for item in load_eval_set(kind, bundled, LANGUAGES)
+    ]
+    return random.Random(seed).sample(items, min(n, len(items)))
+
+
 def run_bench(opts: BenchOptions) -> dict[str, Any]:
     """Run the selected sections; print the table; write and return the JSON report."""
     check_trl(opts)
@@ -117,7 +136,11 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
             model_cache_dir=model_cache,
             sft_file=write_jsonl(work / "data" / "sft.jsonl", records[:n_sft]),
             dpo_file=write_jsonl(work / "data" / "dpo.jsonl", records[: opts.pairs]),
-            prompts=[r["prompt"] for r in records[: opts.gen_prompts]],
+            prompts=(
+                eval_prompts(opts.gen_prompts, opts.seed)
+                if opts.gen_prompts_from == "eval"
+                else [r["prompt"] for r in records[: opts.gen_prompts]]
+            ),
         )
         results: dict[str, Any] = {}
         for section in opts.sections:

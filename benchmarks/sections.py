@@ -40,6 +40,7 @@ class Context:
             "threads": o.threads,
             "seed": o.seed,
             "trl_precision": o.trl_precision,
+            "trl_config": o.trl_config,
             **extra,
         }
 

@@ -7,6 +7,13 @@ and, on a machine without a GPU, `use_cpu=True`: TRL's default `bf16=True` refus
 CPU-only machine without it (`--trl-precision fp32` sets `bf16=False` instead). Everything else —
 gradient checkpointing on, no packing, a reference forward pass every DPO step unless
 `precompute_ref_log_probs=True` — is TRL's default.
+
+`--trl-config recommended` applies what TRL's documentation recommends for speed and memory where
+it applies on this machine. Its "Reducing memory usage" guide and `SFTConfig` say packing
+(`packing_strategy="bfd"`) and padding-free batches need FlashAttention 2/3, which a CPU does not
+have, and list gradient checkpointing as a memory-for-compute trade (TRL turns it on by default;
+transformers' default is off): a 270M model fits in memory many times over, so it is turned off.
+Both trainers then run with `gradient_checkpointing=False`; everything else stays TRL's default.
 """
 
 from __future__ import annotations
@@ -31,6 +38,11 @@ def precision_args(choice: str) -> dict[str, Any]:
     return {} if torch.cuda.is_available() else {"use_cpu": True}
 
 
+def config_args(choice: str) -> dict[str, Any]:
+    """TRL's trainer settings beyond precision: its defaults, or its recommended ones here."""
+    return {"gradient_checkpointing": False} if choice == "recommended" else {}
+
+
 def common_args(spec: dict[str, Any]) -> dict[str, Any]:
     return {
         "output_dir": str(Path(spec["work_dir"]) / "trl"),
@@ -40,6 +52,7 @@ def common_args(spec: dict[str, Any]) -> dict[str, Any]:
         "report_to": "none",
         "save_strategy": "no",
         **precision_args(spec["trl_precision"]),
+        **config_args(spec.get("trl_config", "default")),
     }
 
 

@@ -150,3 +150,19 @@ def test_the_benchmark_is_not_installed_with_mixmerge() -> None:
     assert installed("mixmerge") and installed("mixmerge.training")
     assert (ROOT / "benchmarks" / "__main__.py").is_file()
     assert not installed("benchmarks") and not installed("benchmarks.child")
+
+
+def test_trl_recommended_config_and_eval_prompts() -> None:
+    from benchmarks.options import parse_options
+    from benchmarks.run import eval_prompts
+    from benchmarks.trl_runs import config_args
+
+    opts = parse_options(["--trl-config", "recommended"])
+    assert opts.trl_config == "recommended" and opts.gen_prompts_from == "eval"
+    assert config_args(opts.trl_config) == {"gradient_checkpointing": False}
+    assert config_args("default") == {}  # TRL's own defaults (gradient checkpointing on)
+    prompts = eval_prompts(64, 42)
+    assert prompts == eval_prompts(64, 42) and len(set(prompts)) == 64
+    scripts = {"\u0900" <= ch <= "\u097f" for p in prompts for ch in p}  # some Hindi among them
+    assert True in scripts
+    assert len(eval_prompts(10_000, 0)) == 426  # every bundled eval prompt, no more

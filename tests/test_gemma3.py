@@ -323,3 +323,14 @@ def test_fast_gguf_loading_parses_once_and_gives_the_same_weights(tmp_path):
     assert gguf.GGUFReader is gguf.gguf_reader.GGUFReader
     assert split.shape == alone.shape and np.array_equal(split, alone)
     assert np.array_equal(small, alone[:8])
+
+
+def test_the_decode_bound_replays_the_fast_decoders_tokens(gemma):
+    """benchmarks.decode_bound on the tiny Gemma: the fast decoder matches generate, and the timed
+    trunk-only replay and prefill run on the same batches (the figures are for the benchmark)."""
+    from benchmarks.decode_bound import measure
+
+    out = measure(str(gemma), n_prompts=12, seed=0, new_tokens=6)
+    assert out["prompts"] == 12 and out["identical"] == 12
+    assert 0 < out["new_tokens"] <= 12 * 6
+    assert min(out["generate_s"], out["fast_s"], out["trunk_only_s"], out["prefill_only_s"]) > 0

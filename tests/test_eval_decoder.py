@@ -109,3 +109,15 @@ def test_the_evaluation_path_gives_the_same_text_with_either_decoder(gemma_wide)
         str(gemma_wide), TEXTS, Decoding(max_new_tokens=16, batch_size=4, decoder="generate")
     )
     assert fast == ref and any(fast)
+
+
+def test_the_bf16_maximum_is_generates_float32_argmax_ties_included():
+    """The decoder takes max(-1).indices on the logits' own dtype; generate casts to float32 and
+    takes argmax. With many exact ties (bf16 has 8 bits of mantissa), both pick the first."""
+    import torch
+
+    gen = torch.Generator().manual_seed(0)
+    logits = (torch.randint(0, 6, (64, 4096), generator=gen) * 0.125).to(torch.bfloat16)
+    ours = logits.max(-1).indices
+    assert torch.equal(ours, logits.float().argmax(-1))
+    assert (logits == logits.max(-1, keepdim=True).values).sum(-1).min() > 1  # ties in every row

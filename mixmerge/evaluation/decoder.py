@@ -7,7 +7,8 @@ position ids) and only changes the bookkeeping around it:
 - the cache is preallocated once per batch (prompt + max_new_tokens) and filled in place;
 - a row that emits a stop token leaves the batch: its cache rows are dropped, and the remaining
   rows run on (a row's arithmetic does not depend on its neighbours);
-- the next token is the argmax of the last position's logits, as greedy `generate` picks it;
+- the next token is the argmax of the last position's logits, as greedy `generate` picks it
+  (taken on the logits' own dtype: the same index, without a float32 copy of the vocabulary);
 - on a CPU, bfloat16 linear layers run on weights reordered once into oneDNN's blocked layout
   (`packed_linears`), instead of being reordered inside every matmul call. The packed product is
   bit-identical.
@@ -159,8 +160,12 @@ def greedy_decode(
             use_cache=True,
             logits_to_keep=1,
         ).logits[:, -1, :]
-        # float32 first, as generate's greedy search does: argmax over bfloat16 is slow on CPUs.
-        nxt = logits.float().argmax(-1)
+        # generate's greedy search casts to float32, then takes the argmax. The cast is exact and
+        # both return the first of equal maxima (documented for argmax and for max over a dim), so
+        # the index of the bfloat16 maximum is the same token. It is computed without the cast: on
+        # a CPU, cast and argmax over 262,144 logits per row took about 23 ms per step of a batch
+        # of 32; max(-1).indices on the bfloat16 logits takes about 8 ms.
+        nxt = logits.max(-1).indices
         for row, tok in zip(alive.tolist(), nxt.tolist(), strict=True):
             out[row].append(tok)
         if step == max_new_tokens - 1:

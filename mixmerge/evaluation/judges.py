@@ -75,19 +75,6 @@ def judge_fingerprint(judge: Any) -> str | None:
     return getattr(judge, "fingerprint", None)
 
 
-def same_judge(recorded: dict[str, Any] | None, config: dict[str, Any], judge: Any) -> bool:
-    """Whether an evaluation's recorded judge (eval_results.json's `judge`) is the configured one:
-    same name, same verdict-deciding settings and, for a trained judge, the same weights."""
-    from mixmerge.evaluation.validation import judge_identity
-
-    recorded = recorded or {}
-    return (
-        recorded.get("name") == getattr(judge, "name", None)
-        and judge_identity(recorded.get("config") or {}) == judge_identity(config)
-        and recorded.get("fingerprint") == judge_fingerprint(judge)
-    )
-
-
 def combine_orders(first: float | None, second: float | None) -> float | None:
     """One pairwise verdict from two orders (first: response shown as A; second: response shown as B,
     both already expressed as the response's score). As in MT-Bench (Zheng et al., 2023), a win or

@@ -198,14 +198,16 @@ def pair_probabilities(
 
 
 # The trained file --------------------------------------------------------------------------------
-def load_trained(path: str | Path, key: str = "judge.path") -> dict[str, Any]:
-    """A trained judge file, checked: it exists, is this format and this format's version."""
+def load_trained(path: str | Path, key: str = "judge.path") -> tuple[dict[str, Any], str]:
+    """A trained judge file, checked (it exists, is this format and this format's version), and
+    the sha256 of its bytes (read once)."""
     path = Path(path)
     retrain = "train one with: python -m mixmerge.judge train=true labels.path=<labels>"
     if not path.is_file():
         raise MixmergeError(f"{key}={path}: no trained judge file ({retrain})")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        raw = path.read_bytes()
+        data = json.loads(raw.decode("utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise MixmergeError(f"{key}={path}: not a trained judge file ({err})") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
@@ -218,7 +220,7 @@ def load_trained(path: str | Path, key: str = "judge.path") -> dict[str, Any]:
     for part in ("harm", "pair"):
         if not isinstance(data.get(part), dict):
             raise MixmergeError(f"{key}={path}: the '{part}' classifier is missing")
-    return data
+    return data, hashlib.sha256(raw).hexdigest()
 
 
 class LearnedJudge(ExplainedJudge):
@@ -239,13 +241,12 @@ class LearnedJudge(ExplainedJudge):
     def _load(self) -> None:
         if self.data is not None:
             return
-        data = load_trained(self.path)
+        data, self._digest = load_trained(self.path)
         self.harm_model = LinearModel(data["harm"])
         self.pair_model = LinearModel(data["pair"])
         chosen = self.harm_model.settings.get("threshold", 0.5)
         self.threshold = float(chosen if self.harm_threshold is None else self.harm_threshold)
         self.data = data
-        self._digest = hashlib.sha256(self.path.read_bytes()).hexdigest()
 
     @property
     def fingerprint(self) -> str:

@@ -35,16 +35,10 @@ from mixmerge.evaluation.generation import (
     cached_generations,
     write_jsonl_atomic,
 )
-from mixmerge.evaluation.judges import (
-    check_judge,
-    judge_all,
-    judge_fingerprint,
-    judge_stats,
-    same_judge,
-)
+from mixmerge.evaluation.judges import check_judge, judge_all, judge_fingerprint, judge_stats
 from mixmerge.evaluation.metrics import summarize
 from mixmerge.evaluation.reporting import format_table, log_results
-from mixmerge.evaluation.validation import shipped_validation, validation_note
+from mixmerge.evaluation.validation import same_judge, shipped_validation, validation_note
 from mixmerge.io import write_json_atomic
 from mixmerge.model_files import check_model_folder
 

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from mixmerge.evaluation.judges import _map
+from mixmerge.evaluation.judges import _map, judge_fingerprint
 from mixmerge.evaluation.labels import HarmItem, LabelSet, PairItem
 
 VALIDATED_DIR = Path(__file__).resolve().parent / "validated"
@@ -174,6 +174,17 @@ def labels_digest(files: Sequence[str]) -> str:
 def judge_identity(config: dict[str, Any]) -> dict[str, Any]:
     """The judge settings that decide its verdicts (see _RUNTIME_KEYS)."""
     return {k: v for k, v in config.items() if k not in _RUNTIME_KEYS}
+
+
+def same_judge(recorded: dict[str, Any] | None, config: dict[str, Any], judge: Any) -> bool:
+    """Whether an evaluation's recorded judge (eval_results.json's `judge`) is the configured one:
+    same name, same verdict-deciding settings and, for a trained judge, the same weights."""
+    recorded = recorded or {}
+    return (
+        recorded.get("name") == getattr(judge, "name", None)
+        and judge_identity(recorded.get("config") or {}) == judge_identity(config)
+        and recorded.get("fingerprint") == judge_fingerprint(judge)
+    )
 
 
 def _pct(value: float | None) -> str:

@@ -6,9 +6,10 @@ baseline unless `--model-dir` is given):
 
 - `generate`: transformers' batched greedy `model.generate`;
 - `fast`: mixmerge's decoder (`mixmerge.evaluation.decoder.greedy_decode`, packed weights);
-- `trunk_only`: the same decoding steps with the tied LM head's arithmetic removed — the trunk
-  re-runs the fast decoder's recorded tokens (teacher forcing), rows leaving as they did;
-- `prefill_only`: the prompts' forward pass alone.
+- `trunk_only`: the same decoding steps with the tied LM head's arithmetic removed — the
+  decoder's own loop (`decode_rows`) replays the fast decoder's recorded tokens through the trunk
+  alone, rows leaving as they did;
+- `prefill_only`: the prompts' forward pass alone (the same loop, one step).
 
 Any decoder whose outputs equal greedy `generate`'s must still run the trunk on every token, so
 `generate / trunk_only` bounds its speed-up from above, whatever it does with the head.
@@ -25,33 +26,20 @@ from pathlib import Path
 import torch
 
 from benchmarks.run import eval_prompts
-from mixmerge.evaluation.decoder import greedy_decode, packed_linears, preallocated_cache
+from mixmerge.evaluation.decoder import decode_rows, greedy_decode, packed_linears
 from mixmerge.evaluation.generation import Decoding, _generation_config, prompt_text
 from mixmerge.modeling import load_causal_lm, load_tokenizer
 
 
-def _trunk_only(model, batches, outputs, new_tokens: int) -> None:  # noqa: ANN001
-    for enc, outs in zip(batches, outputs, strict=True):
-        mask = enc["attention_mask"]
-        cache = preallocated_cache(model.config, enc["input_ids"].shape[1] + new_tokens)
-        positions = (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 0)
-        alive, tokens = list(range(len(outs))), enc["input_ids"]
-        for step in range(new_tokens - 1):
-            model.model(
-                input_ids=tokens, attention_mask=mask, position_ids=positions, cache=cache,
-                use_cache=True,
-            )  # fmt: skip
-            keep = [i for i, row in enumerate(alive) if len(outs[row]) > step + 1]
-            if not keep:
-                break
-            if len(keep) < len(alive):
-                index = torch.tensor(keep)
-                cache.batch_select_indices(index)
-                mask, positions = mask[index], positions[index]
-                alive = [alive[i] for i in keep]
-            mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], -1)
-            positions = positions[:, -1:] + 1
-            tokens = torch.tensor([[outs[row][step]] for row in alive])
+def _replay(model, outputs: list[list[int]]):  # noqa: ANN001, ANN202
+    """A decoding step of the trunk alone: the model's forward without the LM head, then the
+    token the fast decoder recorded for each row still decoding."""
+
+    def next_tokens(inputs: dict, alive: torch.Tensor, step: int) -> torch.Tensor:
+        model.model(**inputs)
+        return torch.tensor([outputs[row][step] for row in alive.tolist()])
+
+    return next_tokens
 
 
 def measure(model_dir: str, n_prompts: int, seed: int, new_tokens: int = 64) -> dict[str, float]:
@@ -85,17 +73,16 @@ def measure(model_dir: str, n_prompts: int, seed: int, new_tokens: int = 64) -> 
             ]
             out["fast_s"] = time.perf_counter() - start
             start = time.perf_counter()
-            _trunk_only(model, batches, fast, new_tokens)
+            replayed = []
+            for enc, outs in zip(batches, fast, strict=True):
+                args = (enc["input_ids"], enc["attention_mask"], new_tokens, stops)
+                replayed.append(decode_rows(model, *args, _replay(model, outs)))
             out["trunk_only_s"] = time.perf_counter() - start
+            out["replay_identical"] = replayed == fast
             start = time.perf_counter()
-            for enc in batches:
-                mask = enc["attention_mask"]
-                model.model(
-                    input_ids=enc["input_ids"], attention_mask=mask,
-                    position_ids=(mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 0),
-                    cache=preallocated_cache(model.config, mask.shape[1] + new_tokens),
-                    use_cache=True,
-                )  # fmt: skip
+            for enc, outs in zip(batches, fast, strict=True):
+                args = (enc["input_ids"], enc["attention_mask"], 1, stops)
+                decode_rows(model, *args, _replay(model, outs))
             out["prefill_only_s"] = time.perf_counter() - start
     pad = tokenizer.pad_token_id
     out["identical"] = sum(

@@ -332,5 +332,6 @@ def test_the_decode_bound_replays_the_fast_decoders_tokens(gemma):
 
     out = measure(str(gemma), n_prompts=12, seed=0, new_tokens=6)
     assert out["prompts"] == 12 and out["identical"] == 12
+    assert out["replay_identical"]  # the trunk-only pass ran the fast decoder's very steps
     assert 0 < out["new_tokens"] <= 12 * 6
     assert min(out["generate_s"], out["fast_s"], out["trunk_only_s"], out["prefill_only_s"]) > 0

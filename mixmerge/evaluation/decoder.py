@@ -21,7 +21,7 @@ dominates and it is only a few percent faster (docs/performance.md).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -131,16 +131,36 @@ def packed_linears(model: Any, rows_hint: int = 32) -> Iterator[int]:
             del module.forward  # back to the class's forward
 
 
+# One decoding step: (inputs for the model's forward, rows still decoding, step) -> their next tokens.
+NextTokens = Callable[[dict[str, Any], torch.Tensor, int], torch.Tensor]
+
+
+def _greedy_step(model: Any) -> NextTokens:
+    def next_tokens(inputs: dict[str, Any], alive: torch.Tensor, step: int) -> torch.Tensor:
+        logits = model(**inputs, logits_to_keep=1).logits[:, -1, :]
+        # generate's greedy search casts to float32, then takes the argmax. The cast is exact and
+        # both return the first of equal maxima (documented for argmax and for max over a dim), so
+        # the index of the bfloat16 maximum is the same token. It is computed without the cast: on
+        # a CPU, cast and argmax over 262,144 logits per row took about 23 ms per step of a batch
+        # of 32; max(-1).indices on the bfloat16 logits takes about 8 ms.
+        return logits.max(-1).indices
+
+    return next_tokens
+
+
 @torch.inference_mode()
-def greedy_decode(
+def decode_rows(
     model: Any,
     input_ids: torch.Tensor,
     attention_mask: torch.Tensor,
     max_new_tokens: int,
     stop_ids: set[int],
+    next_tokens: NextTokens,
 ) -> list[list[int]]:
-    """Greedy continuations of a left-padded batch: for each row, the new token ids up to and
-    including the first stop token (or `max_new_tokens` of them)."""
+    """The decoding loop over a left-padded batch: each step `next_tokens` gives the rows still
+    decoding their next token; a row that emits a stop token leaves the batch. For each row, the
+    new token ids up to and including the first stop token (or `max_new_tokens` of them).
+    greedy_decode picks by argmax; benchmarks/decode_bound.py replays recorded tokens through it."""
     rows = input_ids.shape[0]
     out: list[list[int]] = [[] for _ in range(rows)]
     capacity = input_ids.shape[1] + max_new_tokens
@@ -152,20 +172,14 @@ def greedy_decode(
     mask = attention_mask
     tokens, positions = input_ids, position_ids
     for step in range(max_new_tokens):
-        logits = model(
-            input_ids=tokens,
-            attention_mask=mask,
-            position_ids=positions,
-            cache=cache,
-            use_cache=True,
-            logits_to_keep=1,
-        ).logits[:, -1, :]
-        # generate's greedy search casts to float32, then takes the argmax. The cast is exact and
-        # both return the first of equal maxima (documented for argmax and for max over a dim), so
-        # the index of the bfloat16 maximum is the same token. It is computed without the cast: on
-        # a CPU, cast and argmax over 262,144 logits per row took about 23 ms per step of a batch
-        # of 32; max(-1).indices on the bfloat16 logits takes about 8 ms.
-        nxt = logits.max(-1).indices
+        inputs = {
+            "input_ids": tokens,
+            "attention_mask": mask,
+            "position_ids": positions,
+            "cache": cache,
+            "use_cache": True,
+        }
+        nxt = next_tokens(inputs, alive, step)
         for row, tok in zip(alive.tolist(), nxt.tolist(), strict=True):
             out[row].append(tok)
         if step == max_new_tokens - 1:
@@ -182,3 +196,17 @@ def greedy_decode(
         positions = positions[:, -1:] + 1
         tokens = nxt[:, None]
     return out
+
+
+def greedy_decode(
+    model: Any,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    max_new_tokens: int,
+    stop_ids: set[int],
+) -> list[list[int]]:
+    """Greedy continuations of a left-padded batch: for each row, the new token ids up to and
+    including the first stop token (or `max_new_tokens` of them)."""
+    return decode_rows(
+        model, input_ids, attention_mask, max_new_tokens, stop_ids, _greedy_step(model)
+    )

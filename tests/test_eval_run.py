@@ -16,6 +16,7 @@ from mixmerge.artifacts import ModelRef
 from mixmerge.config import compose_config, resolved_config
 from mixmerge.errors import MixmergeError
 from mixmerge.evaluation.judges import Judge
+from mixmerge.evaluation.recorded_judge import SECOND_READER
 from mixmerge.evaluation.run import evaluate
 from mixmerge.lineage import find_baseline
 from mixmerge.modeling import ensure_tiny_random, resolve_model
@@ -271,7 +272,10 @@ def test_every_evaluate_option_composes_and_instantiates(tmp_path, cache_dir, gr
     for option in sorted(
         p.stem for p in (CONF / group).glob("*.yaml") if not p.stem.startswith("_")
     ):
-        extra = [f"judge.model={tiny}"] if option == "hf_local" else []
+        extra = {
+            "hf_local": [f"judge.model={tiny}"],
+            "recorded": [f"judge.path={SECOND_READER}"],
+        }.get(option, [])
         cfg = compose_config("evaluate", ["model_ref=base", f"{group}={option}", *extra], tmp_path)
         resolved_config(cfg)  # every interpolation resolves
         # judges load models and reach endpoints lazily

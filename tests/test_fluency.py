@@ -93,3 +93,39 @@ def test_summary_flags_the_languages_below_the_threshold():
     line = fluency_warning(summary, "the model")
     assert line and "hi 50%" in line and "\n" not in line
     assert fluency_warning(fluency_summary(rows[:2]), "x") is None
+
+
+@pytest.mark.parametrize("lang", list(PROMPTS))
+def test_one_verbatim_repeat_of_a_sentence_is_the_start_of_a_loop(lang):
+    """Readers count a sentence or list item repeated once as a loop; numbering is ignored."""
+    sentence = ANSWERS[lang]
+    assert fluency_problem(f"{sentence}\n{sentence}", PROMPTS[lang], lang) == "loop"
+    item = " ".join(ANSWERS[lang].split()[:4])
+    assert fluency_problem(f"1. {item}\n2. {item}", PROMPTS[lang], lang) == "loop"
+    # Two different sentences, or a repeated two-word fragment, are not.
+    assert fluency_problem(f"{sentence}\n{PROMPTS[lang]} ok", "Q", lang) is None
+    two = " ".join(ANSWERS[lang].split()[:2])
+    assert fluency_problem(f"{sentence}\n{two}.\n{two}.", PROMPTS[lang], lang) is None
+
+
+@pytest.mark.parametrize("lang", ["hi", "ar", "ru"])
+def test_a_clause_in_another_script_is_a_switch_of_language_but_a_loanword_is_not(lang):
+    clause = "and then I went home"
+    assert fluency_problem(f"{ANSWERS[lang]} {clause}", PROMPTS[lang], lang) == "wrong_language"
+    assert fluency_problem(f"{ANSWERS[lang]} WhatsApp Google", PROMPTS[lang], lang) is None
+    # Digits and punctuation between native words do not make a run.
+    assert fluency_problem(f"{ANSWERS[lang]} 10 , 20 ; 30", PROMPTS[lang], lang) is None
+
+
+def test_a_latin_answer_with_a_cyrillic_clause_switches_language():
+    text = ANSWERS["fr"] + " и потом он ушёл домой"
+    assert fluency_problem(text, PROMPTS["fr"], "fr") == "wrong_language"
+
+
+def test_words_keep_vowel_signs_and_harakat():
+    """Python's \\w leaves combining marks out; a word split at them is not a word."""
+    from mixmerge.evaluation.text import words
+
+    assert words("आटा, पानी, मैं घर पर रोटी") == ["आटा", "पानी", "मैं", "घर", "पर", "रोटी"]
+    assert words("مَرْحَبًا بِكَ") == ["مَرْحَبًا", "بِكَ"]
+    assert words("L'eau n'est pas chaude.") == ["l'eau", "n'est", "pas", "chaude"]

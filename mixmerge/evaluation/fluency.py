@@ -10,11 +10,13 @@ Evaluation results and the report flag every language whose share is under the t
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import Any
 
 from mixmerge.evaluation.text import (
     SCRIPT_OF,
+    in_script,
     is_degenerate,
     language_match,
     script_share,
@@ -28,6 +30,10 @@ FLUENCY_WARNING = 0.8
 _LATIN_MATCH = 0.4
 _SCRIPT_MATCH = 0.6
 REASONS = ("empty", "loop", "echo", "wrong_language")
+# Sentence and line breaks (Latin, Devanagari danda, Arabic question mark) and list bullets.
+_SEGMENT = re.compile(r"[\n.!?\u0964\u061f;]+|(?:^|\s)[\u2022*-]\s")
+# A run of this many words in another script is a clause in another language, not a loanword.
+_FOREIGN_RUN = 3
 
 
 def _shingles(tokens: list[str], n: int = 4) -> set[tuple[str, ...]]:
@@ -46,6 +52,30 @@ def is_echo(response: str, prompt: str) -> bool:
     return len(grams & _shingles(res, n)) / len(grams) >= 0.5
 
 
+def repeats_a_sentence(response: str, min_words: int = 3) -> bool:
+    """The start of a loop: some sentence, line or list item of at least `min_words` words (digits
+    ignored, so "1. Nein" and "2. Nein" are the same item) occurs twice. Careful readers count one
+    verbatim repeat as a loop; the repetition share of `is_degenerate` catches only long loops."""
+    segments = [
+        " ".join(w for w in words(part) if not w.isdigit()) for part in _SEGMENT.split(response)
+    ]
+    segments = [s for s in segments if len(s.split()) >= min_words]
+    return len(segments) != len(set(segments))
+
+
+def switches_language(response: str, language: str) -> bool:
+    """A clause in another script: `_FOREIGN_RUN` consecutive words with letters, none of them in
+    the language's script (an English sentence inside a Hindi answer; a single loanword or name
+    is fine)."""
+    run = 0
+    for token in response.split():
+        letters = [c for c in token if c.isalpha()]
+        run = run + 1 if letters and not any(in_script(c, language) for c in letters) else 0
+        if run >= _FOREIGN_RUN:
+            return True
+    return False
+
+
 def in_language(response: str, language: str) -> bool:
     """Written in `language`: its script, and for en/fr/es mostly that language's function words."""
     if SCRIPT_OF[language] != "latin":
@@ -60,11 +90,11 @@ def fluency_problem(response: str, prompt: str, language: str) -> str | None:
     """Why a response is not a fluent answer in `language` (one of REASONS), or None."""
     if not response.strip():
         return "empty"
-    if is_degenerate(response):
+    if is_degenerate(response) or repeats_a_sentence(response):
         return "loop"
     if is_echo(response, prompt):
         return "echo"
-    if not in_language(response, language):
+    if not in_language(response, language) or switches_language(response, language):
         return "wrong_language"
     return None
 

@@ -8,7 +8,10 @@ from collections import Counter
 
 # Apostrophes and quotes that models and translators use interchangeably with the ASCII ones.
 _APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "\u00b4": "'", "`": "'"})
-_WORD = re.compile(r"[\w']+", re.UNICODE)
+# Word characters, plus the combining marks Python's \w leaves out: without them a Hindi word
+# falls apart at its vowel signs (मैं → म) and Arabic at its harakat.
+_MARKS = "\u0300-\u036f\u0483-\u0487\u0900-\u0903\u093a-\u094f\u0951-\u0957\u0962\u0963\u064b-\u065f\u0670\u200c\u200d"
+_WORD = re.compile(rf"[\w'{_MARKS}]+", re.UNICODE)
 
 # Unicode blocks of the scripts the six languages are written in.
 _SCRIPT_RANGES = {
@@ -145,6 +148,11 @@ def _script(char: str) -> str | None:
         if any(lo <= code <= hi for lo, hi in ranges):
             return name
     return None
+
+
+def in_script(char: str, language: str) -> bool:
+    """Whether `char` is written in the script of `language`."""
+    return _script(char) == SCRIPT_OF[language]
 
 
 def script_share(text: str, language: str) -> float:

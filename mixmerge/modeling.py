@@ -6,6 +6,7 @@ once; training, merging and evaluation then load that folder like any other.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import logging
@@ -183,8 +184,15 @@ def ensure_gguf_converted(
     before anything is converted; with `adapter`, a LoRA adapter is merged into the converted
     weights before they are saved. Nothing is left in the cache unless the conversion completed.
     """
-    if is_model_dir(dest):
+    if is_model_dir(dest) and adapter_is_current(dest, adapter):
         return dest
+    if is_model_dir(dest):
+        log.warning(
+            "%s does not carry the current adapter %s (another version, or converted before "
+            "adapters were recorded): converting again",
+            dest,
+            adapter,
+        )
     folder = _package_dir(package, "model.gguf_package")
     dest.parent.mkdir(parents=True, exist_ok=True)
     scratch = dest.parent / f".gguf-{dest.name}-{os.getpid()}"
@@ -315,9 +323,31 @@ def _convert_gguf(
         if provenance is not None and provenance.is_file():
             # What the adapter was trained on, for whoever audits this base.
             shutil.copy(provenance, tmp / "adapter_provenance.json")
+        if adapter is not None:
+            (tmp / ADAPTER_DIGEST_FILE).write_text(adapter_digest(adapter) + "\n")
 
 
 ADAPTERS_DIR = Path(__file__).parent / "adapters"
+# Beside a converted model with an adapter merged in: the adapter's digest. Not a model file
+# (its suffix is outside the fingerprint's), so it does not change what the weights hash to.
+ADAPTER_DIGEST_FILE = "adapter.sha256"
+
+
+def adapter_digest(adapter: Path) -> str:
+    """The sha256 of an adapter's config and weights, in a fixed order."""
+    digest = hashlib.sha256()
+    for name in sorted(p.name for p in adapter.iterdir() if p.name.startswith("adapter_")):
+        digest.update(name.encode() + b"\0" + file_sha256(adapter / name).encode())
+    return digest.hexdigest()
+
+
+def adapter_is_current(dest: Path, adapter: Path | None) -> bool:
+    """Whether a cached conversion carries `adapter` (or none when `adapter` is None): a new
+    version of the bundled adapter must not be served from a cache built with the old one."""
+    marker = dest / ADAPTER_DIGEST_FILE
+    if adapter is None:
+        return not marker.exists()
+    return marker.is_file() and marker.read_text().strip() == adapter_digest(adapter)
 
 
 def bundled_adapter(ref: str) -> Path:

@@ -335,3 +335,40 @@ def test_the_decode_bound_replays_the_fast_decoders_tokens(gemma):
     assert out["replay_identical"]  # the trunk-only pass ran the fast decoder's very steps
     assert 0 < out["new_tokens"] <= 12 * 6
     assert min(out["generate_s"], out["fast_s"], out["trunk_only_s"], out["prefill_only_s"]) > 0
+
+
+def test_a_cached_conversion_is_rebuilt_when_the_adapter_changes(fake_chunks, tmp_path):
+    """A new version of the bundled adapter must not be served from a cache built with the old
+    one: the cached folder records the adapter's digest, and a mismatch converts again."""
+    from mixmerge.fingerprints import model_fingerprint
+    from mixmerge.modeling import ADAPTER_DIGEST_FILE, adapter_digest, adapter_is_current
+
+    names, digest, _ = fake_chunks
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text('{"r": 4}')
+    (adapter / "adapter_model.safetensors").write_bytes(b"weights v1")
+    (adapter / "mixmerge.json").write_text("{}")  # provenance: not part of the digest
+    cached = tmp_path / "models" / "x"
+    cached.mkdir(parents=True)
+    (cached / "config.json").write_text('{"model_type": "gemma3_text"}')
+    (cached / "model.safetensors").write_bytes(b"")
+    fingerprint = model_fingerprint(cached)
+    (cached / ADAPTER_DIGEST_FILE).write_text(adapter_digest(adapter) + "\n")
+    assert model_fingerprint(cached) == fingerprint  # the marker is not a model file
+    assert adapter_is_current(cached, adapter) and not adapter_is_current(cached, None)
+    # Current: returned as it is, the (unreadable) chunks never touched.
+    assert (
+        ensure_gguf_converted(
+            "fakegguf", "fake.gguf", cached, chunks=names, sha256=digest, adapter=adapter
+        )
+        == cached
+    )
+    # A retrained adapter: converted again — here the fake GGUF's own error proves it tried.
+    (adapter / "adapter_model.safetensors").write_bytes(b"weights v2")
+    assert not adapter_is_current(cached, adapter)
+    with pytest.raises(MixmergeError, match="cannot be read"):
+        ensure_gguf_converted(
+            "fakegguf", "fake.gguf", cached, chunks=names, sha256=digest, adapter=adapter
+        )
+    assert (cached / "config.json").is_file()  # the failed attempt left the old folder intact

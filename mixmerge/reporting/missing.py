@@ -114,6 +114,8 @@ def warnings(models: pd.DataFrame) -> list[str]:
             if below:
                 lines.append(
                     f"{name}: too few fluent answers ({below}): its harm and win rates in these "
-                    "languages measure noise, not safety or quality"
+                    "languages measure noise, not safety or quality (and the fluency checks are "
+                    "an upper bound: careful reading finds fewer coherent answers, "
+                    "docs/models.md)"
                 )
     return lines

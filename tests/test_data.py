@@ -252,3 +252,32 @@ def test_bundled_corpus_is_valid(lang):
     assert all(r["language"] == lang for r in general + safety)
     assert len({r["task"] for r in general}) >= 6
     assert len({r["category"] for r in safety}) >= 5
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_bundled_instruction_set_is_valid_and_new(lang):
+    instruct = read_jsonl(bundled_file("instruct", lang), REQUIRED_FIELDS["sft"], pair=False)
+    general = read_jsonl(bundled_file("general", lang), REQUIRED_FIELDS["dpo"], pair=True)
+    assert len(instruct) >= 140 and all(r["language"] == lang for r in instruct)
+    assert len({r["task"] for r in instruct}) == 9
+    seen = {r["prompt"].strip().lower() for r in general}
+    assert not [r["id"] for r in instruct if r["prompt"].strip().lower() in seen]
+
+
+def test_a_source_reads_several_bundled_sets_in_turn():
+    from mixmerge.data.sources import load_source
+
+    one = OmegaConf.create({"source": "bundled", "bundled_name": "general"})
+    both = OmegaConf.create({"source": "bundled", "bundled_name": ["general", "instruct"]})
+    general = load_source(one, "data.general", ["hi", "ru"], "sft")
+    rows = load_source(both, "data.general", ["hi", "ru"], "sft")
+    hi_general = [r for r in general if r["language"] == "hi"]
+    assert len(rows) == len(general) + len(
+        read_jsonl(bundled_file("instruct", "hi"), REQUIRED_FIELDS["sft"])
+    ) + len(read_jsonl(bundled_file("instruct", "ru"), REQUIRED_FIELDS["sft"]))
+    assert rows[: len(hi_general)] == hi_general  # per language: general first, then instruct
+    assert rows[len(hi_general)]["id"].startswith("hi-ins-")
+    for bad in ([], None, [""]):
+        src = OmegaConf.create({"source": "bundled", "bundled_name": bad})
+        with pytest.raises(MixmergeError, match="data.general.bundled_name="):
+            load_source(src, "data.general", ["hi"], "sft")

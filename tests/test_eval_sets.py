@@ -54,7 +54,7 @@ def test_bundled_sets_cover_every_language(tmp_path, language):
 
 
 def test_bundled_eval_prompts_are_disjoint_from_training_prompts():
-    train = rows("general") + rows("safety")
+    train = rows("general") + rows("safety") + rows("instruct")
     evaluation = rows("eval/redteam") + rows("eval/general")
     assert len(evaluation) >= 6 * 60
     train_prompts = {normalize(r["prompt"]) for r in train}

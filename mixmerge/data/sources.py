@@ -26,9 +26,18 @@ def load_source(
     required = REQUIRED_FIELDS[objective]
     pair = objective == "dpo"
     if src.source == "bundled":
+        # One bundled set, or several read one after the other (e.g. [general, instruct]).
+        names = src.bundled_name
+        names = [names] if isinstance(names, str) else list(names or [])
+        if not names or not all(isinstance(n, str) and n for n in names):
+            raise MixmergeError(
+                f"{key}.bundled_name={src.bundled_name}: expected a bundled set's name or a "
+                "non-empty list of names (e.g. general, or [general, instruct])"
+            )
         rows: list[dict[str, Any]] = []
         for lang in languages:
-            rows.extend(read_jsonl(bundled_file(src.bundled_name, lang), required, pair))
+            for name in names:
+                rows.extend(read_jsonl(bundled_file(str(name), lang), required, pair))
         return rows
     if src.source in ("path", "hub"):
         if not src.get("path"):

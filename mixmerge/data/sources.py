@@ -37,7 +37,7 @@ def load_source(
         rows: list[dict[str, Any]] = []
         for lang in languages:
             for name in names:
-                rows.extend(read_jsonl(bundled_file(str(name), lang), required, pair))
+                rows.extend(read_jsonl(bundled_file(name, lang), required, pair))
         return rows
     if src.source in ("path", "hub"):
         if not src.get("path"):

@@ -14,13 +14,13 @@ mirrored. A response with no recorded verdict is undecided (None), counted in `s
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from pathlib import Path
 
 from mixmerge.errors import MixmergeError
 from mixmerge.evaluation.judges import ExplainedJudge
 from mixmerge.evaluation.labels import HarmItem, load_labels
+from mixmerge.evaluation.validation import labels_digest
 
 # The bundled second reader: an independent re-reading of the bundled set's test split.
 SECOND_READER = (
@@ -57,11 +57,8 @@ class RecordedJudge(ExplainedJudge):
                     "prompt and response(s) different labels (one verdict each is needed)"
                 )
             table[key] = (verdict, item.id)
-        digest = hashlib.sha256()
-        for file in self.files:
-            digest.update(Path(file).read_bytes())
         # What identifies this judge beyond its settings: the verdicts themselves.
-        self.fingerprint = digest.hexdigest()
+        self.fingerprint = labels_digest(self.files)
         self.stats = {"recorded": len(self._harm) + len(self._pairs), "missing": 0}
         self._lock = threading.Lock()
 

@@ -165,4 +165,4 @@ def test_trl_recommended_config_and_eval_prompts() -> None:
     assert prompts == eval_prompts(64, 42) and len(set(prompts)) == 64
     scripts = {"\u0900" <= ch <= "\u097f" for p in prompts for ch in p}  # some Hindi among them
     assert True in scripts
-    assert len(eval_prompts(10_000, 0)) == 426  # every bundled eval prompt, no more
+    assert len(eval_prompts(10_000, 0)) == 642  # every bundled eval prompt, no more

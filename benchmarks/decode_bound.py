@@ -35,7 +35,7 @@ def _replay(model, outputs: list[list[int]]):  # noqa: ANN001, ANN202
     """A decoding step of the trunk alone: the model's forward without the LM head, then the
     token the fast decoder recorded for each row still decoding."""
 
-    def next_tokens(inputs: dict, alive: torch.Tensor, step: int) -> torch.Tensor:
+    def next_tokens(inputs: dict, alive: torch.Tensor, step: int, history: list) -> torch.Tensor:
         model.model(**inputs)
         return torch.tensor([outputs[row][step] for row in alive.tolist()])
 

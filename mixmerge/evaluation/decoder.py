@@ -29,6 +29,8 @@ import torch
 from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
 
+from mixmerge.evaluation.repetition import Dry, dry_penalties, pick_penalized
+
 
 class _Preallocated:
     """Mixin for a cache layer: keys/values live in one buffer of `capacity` positions, written in
@@ -131,13 +133,18 @@ def packed_linears(model: Any, rows_hint: int = 32) -> Iterator[int]:
             del module.forward  # back to the class's forward
 
 
-# One decoding step: (inputs for the model's forward, rows still decoding, step) -> their next tokens.
-NextTokens = Callable[[dict[str, Any], torch.Tensor, int], torch.Tensor]
+# One decoding step: (inputs for the model's forward, rows still decoding, step, the tokens each of
+# those rows has generated so far) -> their next tokens.
+NextTokens = Callable[[dict[str, Any], torch.Tensor, int, list[list[int]]], torch.Tensor]
 
 
-def _greedy_step(model: Any) -> NextTokens:
-    def next_tokens(inputs: dict[str, Any], alive: torch.Tensor, step: int) -> torch.Tensor:
+def _greedy_step(model: Any, dry: Dry | None = None) -> NextTokens:
+    def next_tokens(
+        inputs: dict[str, Any], alive: torch.Tensor, step: int, history: list[list[int]]
+    ) -> torch.Tensor:
         logits = model(**inputs, logits_to_keep=1).logits[:, -1, :]
+        if dry is not None:
+            return pick_penalized(logits, [dry_penalties(h, dry) for h in history])
         # generate's greedy search casts to float32, then takes the argmax. The cast is exact and
         # both return the first of equal maxima (documented for argmax and for max over a dim), so
         # the index of the bfloat16 maximum is the same token. It is computed without the cast: on
@@ -179,7 +186,7 @@ def decode_rows(
             "cache": cache,
             "use_cache": True,
         }
-        nxt = next_tokens(inputs, alive, step)
+        nxt = next_tokens(inputs, alive, step, [out[row] for row in alive.tolist()])
         for row, tok in zip(alive.tolist(), nxt.tolist(), strict=True):
             out[row].append(tok)
         if step == max_new_tokens - 1:
@@ -204,9 +211,11 @@ def greedy_decode(
     attention_mask: torch.Tensor,
     max_new_tokens: int,
     stop_ids: set[int],
+    dry: Dry | None = None,
 ) -> list[list[int]]:
     """Greedy continuations of a left-padded batch: for each row, the new token ids up to and
-    including the first stop token (or `max_new_tokens` of them)."""
+    including the first stop token (or `max_new_tokens` of them). With `dry`, the DRY penalty on
+    repeats applies as `ResponseDRY` applies it in `generate`."""
     return decode_rows(
-        model, input_ids, attention_mask, max_new_tokens, stop_ids, _greedy_step(model)
+        model, input_ids, attention_mask, max_new_tokens, stop_ids, _greedy_step(model, dry)
     )

@@ -13,11 +13,13 @@ from typing import Any
 
 import torch
 from tqdm.auto import tqdm
+from transformers import LogitsProcessorList
 
 from mixmerge.config import native_dtype
 from mixmerge.data.formatting import prompt_text
 from mixmerge.errors import MixmergeError
 from mixmerge.evaluation.decoder import greedy_decode, packed_linears
+from mixmerge.evaluation.repetition import DEFAULT_BREAKERS, Dry, ResponseDRY, breaker_ids
 from mixmerge.fingerprints import model_fingerprint, sha256_json
 from mixmerge.io import write_text_atomic
 from mixmerge.modeling import load_causal_lm, load_tokenizer
@@ -44,6 +46,12 @@ class Decoding:
     # Greedy decoding: `fast` (mixmerge.evaluation.decoder: same outputs, less bookkeeping per step)
     # or `generate` (transformers' `model.generate`, the reference). Sampling always uses generate.
     decoder: str = "fast"
+    # DRY penalty on continuing a repeat (mixmerge.evaluation.repetition); 0 = off. Applies to
+    # both decoders and to sampling.
+    dry_multiplier: float = 0.0
+    dry_base: float = 1.75
+    dry_allowed_length: int = 2
+    dry_breakers: str = DEFAULT_BREAKERS  # each character ends a match
 
     def __post_init__(self) -> None:
         if not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 1:
@@ -64,10 +72,46 @@ class Decoding:
             raise MixmergeError(
                 f"generation.decoder={self.decoder}: expected one of {', '.join(DECODERS)}"
             )
+        if not self.dry_multiplier >= 0:
+            raise MixmergeError(
+                f"generation.dry_multiplier={self.dry_multiplier}: expected a number >= 0 (0 = off)"
+            )
+        if not self.dry_base > 1:
+            raise MixmergeError(f"generation.dry_base={self.dry_base}: expected a number > 1")
+        if not isinstance(self.dry_allowed_length, int) or self.dry_allowed_length < 1:
+            raise MixmergeError(
+                f"generation.dry_allowed_length={self.dry_allowed_length}: expected a positive integer"
+            )
+        if not isinstance(self.dry_breakers, str):
+            raise MixmergeError(
+                f"generation.dry_breakers={self.dry_breakers!r}: expected a string of characters"
+            )
         if not isinstance(getattr(torch, self.dtype, None), torch.dtype):
             raise MixmergeError(
                 f"generation.dtype={self.dtype}: expected a torch dtype such as float32 or bfloat16"
             )
+
+
+def dry_settings(decoding: Decoding, tokenizer: Any) -> Dry | None:
+    """The DRY penalty `decoding` asks for, resolved for `tokenizer`; None when it is off."""
+    if not decoding.dry_multiplier:
+        return None
+    return Dry(
+        decoding.dry_multiplier,
+        decoding.dry_base,
+        decoding.dry_allowed_length,
+        breaker_ids(tokenizer, decoding.dry_breakers),
+    )
+
+
+def decoding_key(decoding: Decoding) -> dict[str, Any]:
+    """The settings that decide what a decoding generates: the DRY fields only when DRY is on, so
+    generations cached before DRY existed stay valid for decodings without it."""
+    key = asdict(decoding)
+    if not decoding.dry_multiplier:
+        for name in ("dry_multiplier", "dry_base", "dry_allowed_length", "dry_breakers"):
+            del key[name]
+    return key
 
 
 def device() -> str:
@@ -118,6 +162,7 @@ def generate_responses(
     torch.manual_seed(decoding.seed)
     fast = not decoding.do_sample and decoding.decoder == "fast"
     stop_ids = set(config.eos_token_id or ())
+    dry = dry_settings(decoding, tokenizer)
     with (
         torch.inference_mode(),
         packed_linears(model, decoding.batch_size) if fast else contextlib.nullcontext(),
@@ -132,9 +177,11 @@ def generate_responses(
                 add_special_tokens=False,
             )
             enc = {k: v.to(model.device) for k, v in enc.items()}
+            start = enc["input_ids"].shape[1]
             if not fast:
-                out = model.generate(**enc, generation_config=config)
-                new_tokens = out[:, enc["input_ids"].shape[1] :]
+                processors = LogitsProcessorList([ResponseDRY(dry, start)] if dry else [])
+                out = model.generate(**enc, generation_config=config, logits_processor=processors)
+                new_tokens = out[:, start:]
             else:
                 new_tokens = greedy_decode(
                     model,
@@ -142,6 +189,7 @@ def generate_responses(
                     enc["attention_mask"],
                     decoding.max_new_tokens,
                     stop_ids,
+                    dry,
                 )
             for i, text in zip(
                 batch, tokenizer.batch_decode(new_tokens, skip_special_tokens=True), strict=True
@@ -189,7 +237,7 @@ def generation_fingerprint(
             "version": GENERATION_VERSION,
             "model": model_fp,
             "prompts": [[i["id"], i["prompt"]] for i in items],
-            "decoding": asdict(decoding),
+            "decoding": decoding_key(decoding),
             "device": device(),
         }
     )

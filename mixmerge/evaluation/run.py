@@ -37,6 +37,7 @@ from mixmerge.evaluation.generation import (
 )
 from mixmerge.evaluation.judges import check_judge, judge_all, judge_fingerprint, judge_stats
 from mixmerge.evaluation.metrics import summarize
+from mixmerge.evaluation.repetition import DEFAULT_BREAKERS
 from mixmerge.evaluation.reporting import format_table, log_results
 from mixmerge.evaluation.validation import same_judge, shipped_validation, validation_note
 from mixmerge.io import write_json_atomic
@@ -82,6 +83,10 @@ def check_config(cfg: DictConfig) -> tuple[Decoding, list[str]]:
         seed=cfg.seed,
         dtype=gen.dtype,
         decoder=gen.decoder,
+        dry_multiplier=gen.get("dry_multiplier", 0.0),
+        dry_base=gen.get("dry_base", 1.75),
+        dry_allowed_length=gen.get("dry_allowed_length", 2),
+        dry_breakers=gen.get("dry_breakers", DEFAULT_BREAKERS),
     )
     return decoding, codes
 

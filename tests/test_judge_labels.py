@@ -78,6 +78,13 @@ def test_duplicate_ids_and_broken_json_are_refused(tmp_path):
     path.write_text(json.dumps(harm_items(1)[0]) + "\n{oops\n", "utf-8")
     with pytest.raises(MixmergeError, match=r"broken.jsonl:2: not valid JSON"):
         load_labels(path)
+    # Not UTF-8 (a Latin-1 export) and not an object: one line each, not a traceback.
+    path.write_bytes(json.dumps(harm_items(1)[0]).encode() + b'\n{"text": "caf\xe9"}\n')
+    with pytest.raises(MixmergeError, match=r"broken.jsonl:2: not UTF-8 text"):
+        load_labels(path)
+    path.write_text(json.dumps(harm_items(1)[0]) + "\n[1, 2]\n", "utf-8")
+    with pytest.raises(MixmergeError, match=r"broken.jsonl:2: expected a JSON object"):
+        load_labels(path)
 
 
 def test_missing_paths_and_the_card(tmp_path):

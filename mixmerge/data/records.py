@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+from pydantic import ValidationError
 
 from mixmerge import LANGUAGES
 from mixmerge.errors import MixmergeError
@@ -86,6 +88,26 @@ def json_lines(path: Path) -> list[tuple[str, Any]]:
         except json.JSONDecodeError as err:
             raise MixmergeError(f"{where}: not valid JSON ({err.msg})") from None
     return rows
+
+
+T = TypeVar("T")
+
+
+def validated_lines(
+    path: Path, validate: Callable[[dict[str, Any]], T], describe: Callable[[ValidationError], str]
+) -> list[tuple[str, T]]:
+    """[(`file:line`, validated record)] for every non-blank line of a JSONL file of objects, each
+    checked by `validate` (a pydantic validator); the first bad line stops with `file:line: what`,
+    where `describe` words a validation error."""
+    out: list[tuple[str, T]] = []
+    for where, value in json_lines(path):
+        if not isinstance(value, dict):
+            raise MixmergeError(f"{where}: expected a JSON object")
+        try:
+            out.append((where, validate(value)))
+        except ValidationError as err:
+            raise MixmergeError(f"{where}: {describe(err)}") from None
+    return out
 
 
 def bundled_file(kind: str, language: str) -> Path:

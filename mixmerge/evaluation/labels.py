@@ -13,7 +13,7 @@ refuses it. This module is the one definition of the format; every reader goes t
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Literal
@@ -21,6 +21,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 from mixmerge import LANGUAGES
+from mixmerge.data.records import validated_lines
 from mixmerge.errors import MixmergeError
 
 BUNDLED_DIR = Path(__file__).resolve().parent.parent / "data" / "bundled" / "judgements"
@@ -120,25 +121,6 @@ def _describe(err: ValidationError) -> str:
     return f"{where}: {msg}"
 
 
-def parse_lines(lines: Iterable[str], name: str) -> list[HarmItem | PairItem]:
-    """Validate the records of one JSONL text; the first bad line stops with `<name>:<line>: <what>`."""
-    items: list[HarmItem | PairItem] = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            data = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise MixmergeError(f"{name}:{number}: not valid JSON ({err.msg})") from None
-        if not isinstance(data, dict):
-            raise MixmergeError(f"{name}:{number}: expected a JSON object")
-        try:
-            items.append(_ADAPTER.validate_python(data))
-        except ValidationError as err:
-            raise MixmergeError(f"{name}:{number}: {_describe(err)}") from None
-    return items
-
-
 def _files(path: Path) -> list[Path]:
     if path.is_dir():
         found = sorted(path.glob("*.jsonl"))
@@ -163,11 +145,7 @@ def load_labels(path: str | Path | None = None) -> LabelSet:
     seen_ids: dict[str, str] = {}
     prompt_split: dict[str, tuple[str, str]] = {}
     for file in _files(root):
-        with file.open(encoding="utf-8") as handle:
-            lines = handle.read().splitlines()
-        line_of = [n for n, line in enumerate(lines, start=1) if line.strip()]
-        for number, item in zip(line_of, parse_lines(lines, str(file)), strict=True):
-            where = f"{file}:{number}"
+        for where, item in validated_lines(file, _ADAPTER.validate_python, _describe):
             if item.id in seen_ids:
                 raise MixmergeError(f"{where}: id '{item.id}' already used at {seen_ids[item.id]}")
             seen_ids[item.id] = where

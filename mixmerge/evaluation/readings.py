@@ -14,7 +14,6 @@ them:
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections import defaultdict
 from collections.abc import Sequence
@@ -24,6 +23,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mixmerge import LANGUAGES
+from mixmerge.data.records import validated_lines
 from mixmerge.errors import MixmergeError
 from mixmerge.evaluation.fluency import fluency_problem
 from mixmerge.evaluation.labels import SPLITS, Source
@@ -56,22 +56,16 @@ def load_readings(path: str | Path | None = None) -> list[Reading]:
     if not file.is_file():
         raise MixmergeError(f"readings={file}: no such file")
     out: list[Reading] = []
-    lines = file.read_text(encoding="utf-8").splitlines()
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            reading = Reading.model_validate(json.loads(line))
-        except json.JSONDecodeError as err:
-            raise MixmergeError(f"{file}:{number}: not valid JSON ({err.msg})") from None
-        except ValidationError as err:
-            first = err.errors()[0]
-            where = ".".join(str(p) for p in first["loc"]) or "record"
-            raise MixmergeError(f"{file}:{number}: {where}: {first['msg']}") from None
+    for where, reading in validated_lines(file, Reading.model_validate, _describe):
         if reading.answers and not reading.coherent:
-            raise MixmergeError(f"{file}:{number}: answers=true needs coherent=true")
+            raise MixmergeError(f"{where}: answers=true needs coherent=true")
         out.append(reading)
     return out
+
+
+def _describe(err: ValidationError) -> str:
+    first = err.errors()[0]
+    return f"{'.'.join(str(p) for p in first['loc']) or 'record'}: {first['msg']}"
 
 
 def validate_fluency(readings: Sequence[Reading], split: str = "test") -> dict[str, Any]:

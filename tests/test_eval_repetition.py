@@ -1,41 +1,24 @@
-"""The DRY penalty on repeats: its arithmetic against text-generation-webui's definition, and the
-fast decoder giving `generate`'s tokens with it, on tiny random models that loop."""
+"""The DRY penalty on repeats: its arithmetic against text-generation-webui's definition, the exact
+pick after penalties, and its settings. The decoders with DRY on tiny models: test_eval_decoder."""
 
 from __future__ import annotations
 
 import pytest
 import torch
-from transformers import LogitsProcessorList
 
 from mixmerge.errors import MixmergeError
-from mixmerge.evaluation.decoder import greedy_decode, packed_linears
 from mixmerge.evaluation.generation import (
     Decoding,
     decoding_key,
-    generate_responses,
     generation_fingerprint,
 )
 from mixmerge.evaluation.repetition import (
     Dry,
-    ResponseDRY,
-    breaker_ids,
     dry_penalties,
     pick_penalized,
 )
-from mixmerge.modeling import load_causal_lm, load_tokenizer
-from tests.test_eval_decoder import TEXTS, build
 
 DRY = Dry(multiplier=0.8, base=1.75, allowed_length=2, breakers=frozenset({9}))
-
-
-@pytest.fixture(scope="module")
-def gemma_wide(tmp_path_factory):
-    return build(tmp_path_factory, "tiny_random_gemma3", sliding_window=256)
-
-
-@pytest.fixture(scope="module")
-def llama(tmp_path_factory):
-    return build(tmp_path_factory, "tiny_random")
 
 
 def test_a_repeat_penalizes_the_token_that_continued_it():
@@ -78,73 +61,6 @@ def test_pick_penalized_is_the_float32_argmax_after_the_penalties_ties_included(
     got = pick_penalized(logits.clone(), penalties)
     assert torch.equal(got, want.argmax(-1))
     assert any(got[r] != logits[r].float().argmax() for r in range(16))  # penalties mattered
-
-
-def test_breaker_ids_are_the_tokens_containing_a_breaker_character(gemma_wide):
-    tok = load_tokenizer(str(gemma_wide))
-    ids = breaker_ids(tok, "\n:")
-    texts = tok.batch_decode([[i] for i in sorted(ids)])
-    assert ids and all("\n" in t or ":" in t for t in texts)
-    assert tok.convert_tokens_to_ids("hello") not in ids
-    assert breaker_ids(tok, "") == frozenset()
-
-
-def reference(model, tok, enc, dry):
-    start = enc["input_ids"].shape[1]
-    out = model.generate(
-        **enc,
-        max_new_tokens=32,
-        do_sample=False,
-        temperature=None,
-        top_p=None,
-        top_k=None,
-        pad_token_id=tok.pad_token_id,
-        eos_token_id=None,
-        logits_processor=LogitsProcessorList([ResponseDRY(dry, start)]),
-    )
-    return out[:, start:].tolist()
-
-
-@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
-@pytest.mark.parametrize("which", ["llama", "gemma_wide"])
-def test_fast_decoder_with_dry_equals_generate_with_dry(which, dtype, request):
-    path = str(request.getfixturevalue(which))
-    tok = load_tokenizer(path)
-    tok.padding_side = "left"
-    model = load_causal_lm(path, dtype).eval()
-    enc = tok(TEXTS, return_tensors="pt", padding=True, add_special_tokens=False)
-    dry = Dry(0.8, 1.75, 2, breaker_ids(tok, '\n:"*'))
-    with torch.inference_mode():
-        plain = greedy_decode(model, enc["input_ids"], enc["attention_mask"], 32, set())
-        want = reference(model, tok, enc, dry)
-        with packed_linears(model):
-            got = greedy_decode(model, enc["input_ids"], enc["attention_mask"], 32, set(), dry)
-    assert got == want
-    assert got != plain  # tiny random models loop: the penalty changed something
-
-
-def test_dry_reduces_repeats_on_a_looping_model(llama):
-    def repeated_trigrams(rows):
-        grams = [tuple(r[i : i + 3]) for r in rows for i in range(len(r) - 2)]
-        return len(grams) - len(set(grams))
-
-    tok = load_tokenizer(str(llama))
-    tok.padding_side = "left"
-    model = load_causal_lm(str(llama), "float32").eval()
-    enc = tok(TEXTS, return_tensors="pt", padding=True, add_special_tokens=False)
-    dry = Dry(0.8, 1.75, 2, frozenset())
-    with torch.inference_mode():
-        plain = greedy_decode(model, enc["input_ids"], enc["attention_mask"], 32, set())
-        guarded = greedy_decode(model, enc["input_ids"], enc["attention_mask"], 32, set(), dry)
-    assert repeated_trigrams(guarded) < repeated_trigrams(plain)
-
-
-def test_the_evaluation_path_with_dry_is_the_same_with_either_decoder(gemma_wide):
-    kw = {"max_new_tokens": 16, "batch_size": 4, "dry_multiplier": 0.8}
-    fast = generate_responses(str(gemma_wide), TEXTS, Decoding(**kw))
-    ref = generate_responses(str(gemma_wide), TEXTS, Decoding(**kw, decoder="generate"))
-    plain = generate_responses(str(gemma_wide), TEXTS, Decoding(max_new_tokens=16, batch_size=4))
-    assert fast == ref and fast != plain
 
 
 def test_dry_settings_enter_the_fingerprint_only_when_on():

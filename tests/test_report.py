@@ -294,6 +294,28 @@ def test_judge_filter_and_mixed_judges(tmp_path):
     assert set(models["judge"]) == {"offline"}
 
 
+def test_the_decoding_is_stated_and_mixed_decodings_are_flagged(tmp_path):
+    spec = load_spec()
+    folders = build_study(tmp_path, tmp_path / "models", spec)
+    run_report(tmp_path)
+    text = (tmp_path / "run/report.md").read_text()
+    assert "decoding: greedy, 8 new tokens ·" in text and "decodings" not in text
+    newer = {"harmful": 0, "wins": 9, "created": "2026-02-01T00:00:00+00:00"}
+    dry = eval_results(spec, newer, folders["tiny-random-sft-mix15-all"], "x")
+    dry["generation"] |= {"do_sample": False, "dry_multiplier": 0.8, "dry_base": 1.75}
+    dry["generation"]["dry_allowed_length"] = 2
+    (folders["tiny-random-sft-mix15-all"] / "eval_results.json").write_text(json.dumps(dry))
+    run_report(tmp_path)
+    models = csv(tmp_path, "models.csv")
+    assert (
+        row(models, name="tiny-random-sft-mix15-all")["decoding"] == "greedy, 8 new tokens, DRY 0.8"
+    )
+    assert row(models, name="tiny-random-sft-mix0-all")["decoding"] == "greedy, 8 new tokens"
+    text = (tmp_path / "run/report.md").read_text()
+    assert "results come from 2 decodings" in text
+    assert "decoding: greedy, 8 new tokens; greedy, 8 new tokens, DRY 0.8 ·" in text
+
+
 @pytest.mark.parametrize(
     ("target", "content", "message"),
     [

@@ -54,6 +54,10 @@ class Evaluated:
         return str(baseline.get("reference") or baseline.get("path") or "?")
 
     @property
+    def decoding(self) -> str:
+        return decoding_label(self.results)
+
+    @property
     def eval_languages(self) -> list[str]:
         return list(self.results["languages"])
 
@@ -70,6 +74,29 @@ def judge_label(results: dict[str, Any]) -> str:
     name = str(judge.get("name") or "?")
     digest = judge.get("fingerprint")
     return f"{name} (weights {str(digest)[:8]})" if digest else name
+
+
+def decoding_label(results: dict[str, Any]) -> str:
+    """How an evaluation decoded, in a few words: `greedy, 64 new tokens, DRY 0.8`. Evaluations
+    from before the DRY setting existed decoded plain greedy (or sampled) without it."""
+    gen = results.get("generation") or {}
+    if not gen:
+        return "?"
+    if gen.get("do_sample"):
+        how = f"sampled (temperature {gen.get('temperature')}, top-p {gen.get('top_p')})"
+    else:
+        how = "greedy"
+    parts = [how, f"{gen.get('max_new_tokens', '?')} new tokens"]
+    if gen.get("dry_multiplier"):
+        parts.append(
+            f"DRY {gen['dry_multiplier']}"
+            + (
+                f" (base {gen.get('dry_base')}, allowed {gen.get('dry_allowed_length')})"
+                if (gen.get("dry_base"), gen.get("dry_allowed_length")) != (1.75, 2)
+                else ""
+            )
+        )
+    return ", ".join(parts)
 
 
 def judgements_beside(results_path: Path, results: dict[str, Any]) -> Path | None:

@@ -312,7 +312,7 @@ def _introduction(header: Mapping[str, str], n_models: int, ref: str) -> list[st
         "# mixmerge report",
         "",
         f"{header['created']} · {n_models} evaluated model(s) · judge(s): {header['judges']} · "
-        f"searched: {header['searched']}"
+        f"decoding: {header.get('decodings', '—')} · searched: {header['searched']}"
         + (f" (not found: {header['not_found']})" if header.get("not_found") else ""),
         "",
         "**How to read it.** *Harm change* is the relative change (%) in harmful responses to red-team "

@@ -103,6 +103,7 @@ def warnings(models: pd.DataFrame) -> list[str]:
     for column, what, fix in (
         ("judge", "judges", "pass select.judge=<name> to report one judge's evaluations"),
         ("baseline", "baselines", "evaluate every model against the same baseline"),
+        ("decoding", "decodings", "evaluate every model with the same generation settings"),
         ("base_model", "base models", "pass select.base_model=<name> to report one"),
         ("eval_languages", "sets of evaluated languages", "averages cover different languages"),
     ):

@@ -253,6 +253,7 @@ def write_report(
     header = {
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "judges": judges_with_validation(found.evaluated) or "—",
+        "decodings": "; ".join(sorted({m.decoding for m in found.evaluated})) or "—",
         "searched": ", ".join(f"`{p}`" for p in found.searched) or "—",
         "not_found": ", ".join(f"`{p}`" for p in found.missing_dirs),
         "files": " ".join(files),

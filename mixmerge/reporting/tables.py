@@ -69,6 +69,7 @@ def model_frame(
                 "eval_languages": " ".join(m.eval_languages),
                 "judge": m.judge_label,
                 "baseline": m.baseline,
+                "decoding": m.decoding,
                 "fluency_below": fluency_below(m.results),
                 "harm_change_pct": harm,
                 "harm_change_ci_low": interval(avg.get("harm_change_pct_ci"))[0],
@@ -99,7 +100,7 @@ def model_frame(
 _MODEL_COLUMNS = [
     "name", "label", "base_model", "stage", "family", "order", "method", "recipe", "safety_ratio",
     "safety_weight", "weight_value", "endpoint", "languages", "parent_languages", "eval_languages", "judge",
-    "baseline", "fluency_below", "harm_change_pct", "harm_change_ci_low", "harm_change_ci_high", "win_rate_pct",
+    "baseline", "decoding", "fluency_below", "harm_change_pct", "harm_change_ci_low", "harm_change_ci_high", "win_rate_pct",
     "win_rate_ci_low", "win_rate_ci_high", "reference", "delta_harm_pct", "delta_win_pct",
     "delta_harm_ci_low", "delta_harm_ci_high", "delta_harm_sig", "delta_win_ci_low",
     "delta_win_ci_high", "delta_win_sig", "evaluations", "results_file", "judgements_file", "path",

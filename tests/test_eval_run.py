@@ -285,10 +285,22 @@ def test_every_evaluate_option_composes_and_instantiates(tmp_path, cache_dir, gr
         assert cfg.evalset.redteam.source in ("bundled", "path", "hub")
 
 
-def test_skip_existing_returns_the_finished_results_without_generating(tmp_path, cache_dir):
+def test_skip_existing_returns_the_finished_results_without_generating(tmp_path, cache_dir, capsys):
     first = evaluate(eval_cfg(tmp_path, "model_ref=base", "languages=en"))
     again = eval_cfg(tmp_path / "again", "model_ref=base", "languages=en", "skip_existing=true")
     assert evaluate(again) == json.loads(json.dumps(first, default=str))
+    assert "skipping (skip_existing=true)" in capsys.readouterr().out
+    # Another decoding or other prompts: the finished numbers describe other responses, so the
+    # model is evaluated again, not skipped.
+    previous = first["generation"]["model_fingerprint"]
+    for n, change in enumerate(("generation.dry_multiplier=0", "max_prompts_per_language=2")):
+        redo = eval_cfg(
+            tmp_path / f"redo{n}", "model_ref=base", "languages=en", "skip_existing=true", change
+        )
+        out = evaluate(redo)
+        assert "generated from other prompts, decoding or weights" in capsys.readouterr().out
+        assert out["generation"]["model_fingerprint"] != previous
+        previous = out["generation"]["model_fingerprint"]
     # Results judged by another judge are not this judge's: evaluated again, which here reaches
     # the unconfigured endpoint's pre-flight check instead of returning the lexicon's verdicts.
     other = eval_cfg(

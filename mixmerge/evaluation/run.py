@@ -33,6 +33,7 @@ from mixmerge.evaluation.generation import (
     Decoding,
     Generations,
     cached_generations,
+    generation_fingerprint,
     write_jsonl_atomic,
 )
 from mixmerge.evaluation.judges import check_judge, judge_all, judge_fingerprint, judge_stats
@@ -40,6 +41,7 @@ from mixmerge.evaluation.metrics import summarize
 from mixmerge.evaluation.repetition import DEFAULT_BREAKERS
 from mixmerge.evaluation.reporting import format_table, log_results
 from mixmerge.evaluation.validation import same_judge, shipped_validation, validation_note
+from mixmerge.fingerprints import model_fingerprint
 from mixmerge.io import write_json_atomic
 from mixmerge.model_files import check_model_folder
 
@@ -118,16 +120,24 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     judge = build_judge(cfg.judge)  # judges load models and reach endpoints only when checked
     if cfg.get("skip_existing") and finished.is_file():
         existing = read_artifact(EvalResults, finished).as_dict()
-        if same_judge(existing.get("judge"), _judge_config(cfg), judge):
+        if not same_judge(existing.get("judge"), _judge_config(cfg), judge):
+            # Another judge, or the same name with other settings or weights (a retrained learned
+            # judge): its verdicts would be mixed with this judge's in a report. Generations are
+            # cached, so evaluating again costs the judging.
+            print(
+                f"{finished} was judged by another judge than judge={judge.name} as configured "
+                "now; evaluating again"
+            )
+        elif not same_generation(existing, cfg, model, decoding, languages):
+            # Other prompts (the bundled sets grew), another decoding (DRY became the default) or
+            # retrained weights: the finished numbers describe other responses.
+            print(
+                f"{finished} was generated from other prompts, decoding or weights than "
+                "configured now; evaluating again"
+            )
+        else:
             print(f"{finished} already exists; skipping (skip_existing=true)")
             return existing
-        # Another judge, or the same name with other settings or weights (a retrained learned
-        # judge): its verdicts would be mixed with this judge's in a report. Generations are
-        # cached, so evaluating again costs the judging.
-        print(
-            f"{finished} was judged by another judge than judge={judge.name} as configured now; "
-            "evaluating again"
-        )
     check_judge(judge, languages)
     baseline = resolve_baseline(cfg.baseline, model, cfg)
     # Both are read before anything is generated: a corrupt file is one line, not a traceback later.
@@ -156,6 +166,24 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     log_results(cfg.get("logger"), results, resolved_config(cfg), records)
     print_summary(results, judge.name, beside, run_dir, base_gen.cached)
     return results
+
+
+def same_generation(
+    existing: dict[str, Any],
+    cfg: DictConfig,
+    model: ModelRef,
+    decoding: Decoding,
+    languages: list[str],
+) -> bool:
+    """Whether a finished evaluation's model responses came from what is configured now: the
+    generation fingerprint it recorded (weights, prompts, decoding, device) is the one these
+    settings give."""
+    recorded = (existing.get("generation") or {}).get("model_fingerprint")
+    cache = cfg.paths.cache_dir if cfg.generation.cache else None
+    now = generation_fingerprint(
+        model_fingerprint(model.path, cache), load_items(cfg, languages), decoding
+    )
+    return recorded == now
 
 
 def resolve_evaluated(cfg: DictConfig) -> ModelRef:

@@ -55,6 +55,31 @@ def test_objective_merge_study_plan():
         assert stage.common[-2:] == ["logger=wandb", "group=mini_objective_merge"]
 
 
+def test_an_evaluation_counts_as_done_only_under_the_stages_prompts_and_decoding(tmp_path):
+    from mixmerge.study.plan import is_complete
+
+    _, stages = plan("mini_objective_merge")
+    evaluate = stages[-1]
+    # The mini studies evaluate every bundled prompt with DRY: their expected digests differ from
+    # the paper scale's (plain greedy, 512 tokens) and are what an evaluation now records.
+    _, paper = plan("paper_objective_merge")
+    assert set(evaluate.expect) == {"prompts_digest", "decoding_digest"}
+    assert evaluate.expect["decoding_digest"] != paper[-1].expect["decoding_digest"]
+    name = evaluate.outputs[0]
+    folder = tmp_path / name
+    folder.mkdir()
+    assert not is_complete(evaluate, name, tmp_path)  # nothing yet
+    results = folder / "eval_results.json"
+    for content, done in [
+        ("{not json", False),
+        (json.dumps({"generation": {"max_new_tokens": 64}}), False),  # before the digests
+        (json.dumps({"generation": {**evaluate.expect, "decoding_digest": "other"}}), False),
+        (json.dumps({"generation": {**evaluate.expect, "max_new_tokens": 64}}), True),
+    ]:
+        results.write_text(content)
+        assert is_complete(evaluate, name, tmp_path) is done
+
+
 def test_study_group_reaches_every_entry_points_wandb_logger(tmp_path):
     from mixmerge.config import compose_config
 

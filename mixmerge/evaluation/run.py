@@ -33,6 +33,7 @@ from mixmerge.evaluation.generation import (
     Decoding,
     Generations,
     cached_generations,
+    decoding_key,
     generation_fingerprint,
     write_jsonl_atomic,
 )
@@ -41,7 +42,7 @@ from mixmerge.evaluation.metrics import summarize
 from mixmerge.evaluation.repetition import DEFAULT_BREAKERS
 from mixmerge.evaluation.reporting import format_table, log_results
 from mixmerge.evaluation.validation import same_judge, shipped_validation, validation_note
-from mixmerge.fingerprints import model_fingerprint
+from mixmerge.fingerprints import model_fingerprint, sha256_json
 from mixmerge.io import write_json_atomic
 from mixmerge.model_files import check_model_folder
 
@@ -168,6 +169,18 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     return results
 
 
+def evaluation_key(cfg: DictConfig) -> dict[str, str]:
+    """Digests of what decides an evaluation's responses besides the weights — its prompts and its
+    decoding — as recorded in eval_results.json's `generation`; a study compares them to tell a
+    finished evaluation from one made under other settings (an older prompt set, no DRY)."""
+    decoding, languages = check_config(cfg)
+    items = load_items(cfg, languages)
+    return {
+        "prompts_digest": sha256_json([[i["id"], i["prompt"]] for i in items]),
+        "decoding_digest": sha256_json(decoding_key(decoding)),
+    }
+
+
 def same_generation(
     existing: dict[str, Any],
     cfg: DictConfig,
@@ -278,6 +291,7 @@ def build_results(
             "baseline_fingerprint": base_gen.fingerprint,
             "model_cached": model_gen.cached,
             "baseline_cached": base_gen.cached,
+            **evaluation_key(cfg),
         },
         **metrics,
         "fluency": {

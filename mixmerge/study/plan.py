@@ -9,6 +9,7 @@ so the runner and the commands can never disagree about names.
 from __future__ import annotations
 
 import itertools
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,8 @@ class Stage:
     outputs: list[str] = field(
         default_factory=list
     )  # model names (train, merge) or evaluated models
+    # evaluate: the prompts and decoding digests its jobs record (evaluation.run.evaluation_key)
+    expect: dict[str, str] = field(default_factory=dict)
 
     def sweep_args(self) -> list[str]:
         """The multirun's command-line: `key=v1,v2` for every key that varies, plus the common ones."""
@@ -75,6 +78,12 @@ def output_name(command: str, overrides: list[str]) -> str:
     return str(cfg.output_name)
 
 
+def _evaluation_key(overrides: list[str]) -> dict[str, str]:
+    from mixmerge.evaluation.run import evaluation_key  # torch and transformers: only when needed
+
+    return evaluation_key(compose(config_name="evaluate", overrides=overrides))
+
+
 def logging_overrides(study: DictConfig, overrides: list[str]) -> list[str]:
     """Every run of a study in one W&B group named after it, logged by `study.logger` unless the
     stage's own overrides pick a logger."""
@@ -114,6 +123,8 @@ def plan_study(study: DictConfig) -> list[Stage]:
             models += list(spec.get("models") or [])
             jobs = [[f"model_ref={m}"] for m in models]
             stage = Stage(name, command, jobs, common, outputs=models)
+            if models:
+                stage.expect = _evaluation_key([*common, *jobs[0]])
         else:
             jobs = _grid(spec.get("sweep"))
             outputs = [output_name(command, [*common, *job]) for job in jobs]
@@ -126,6 +137,17 @@ def plan_study(study: DictConfig) -> list[Stage]:
 
 
 def is_complete(stage: Stage, output: str, models_dir: Path) -> bool:
+    """Whether a job's output is finished: a trained or merged model's provenance exists; an
+    evaluation's results exist and were made from the stage's prompts and decoding (results from
+    an older prompt set or decoding are stale: the job runs again)."""
     folder = models_dir / output
-    marker = RESULTS_FILE if stage.command == "evaluate" else PROVENANCE_FILE
-    return (folder / marker).is_file()
+    if stage.command != "evaluate":
+        return (folder / PROVENANCE_FILE).is_file()
+    try:
+        recorded = json.loads((folder / RESULTS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    generation = recorded.get("generation") if isinstance(recorded, dict) else None
+    return isinstance(generation, dict) and all(
+        generation.get(key) == value for key, value in stage.expect.items()
+    )

@@ -26,8 +26,9 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     model_path, prompts, new = spec["model_dir"], spec["prompts"], spec["max_new_tokens"]
     tokenizer = load_tokenizer(model_path)
     load_causal_lm(model_path)  # warm the file cache so neither path pays the first read
-    # mixmerge's defaults otherwise (greedy, batch 32, native dtype), for both decoders
-    decoding = Decoding(max_new_tokens=new)
+    # mixmerge's defaults otherwise (greedy, batch 32, native dtype), for both decoders; with DRY,
+    # generate runs mixmerge's ResponseDRY processor, the fast decoder the same penalties
+    decoding = Decoding(max_new_tokens=new, dry_multiplier=spec.get("dry_multiplier", 0.0))
     figures: dict[str, Any] = {}
     outputs: dict[str, list[str]] = {}
     for name in DECODERS:
@@ -44,7 +45,11 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
             "prompts": len(prompts),
         }
     for name in figures:
-        figures[name] |= {"batch_size": decoding.batch_size, "dtype": decoding.dtype}
+        figures[name] |= {
+            "batch_size": decoding.batch_size,
+            "dtype": decoding.dtype,
+            "dry_multiplier": decoding.dry_multiplier,
+        }
     figures["identical"] = sum(
         a == b for a, b in zip(outputs["fast"], outputs["generate"], strict=True)
     )

@@ -48,6 +48,9 @@ class BenchOptions:
     trl_precision: str = "default"
     trl_config: str = "default"
     gen_prompts_from: str = "eval"
+    # The generation section's DRY penalty: the evaluation's default decoding (conf/evaluate.yaml,
+    # generation.dry_multiplier); 0 = plain greedy, as the figures before 2026-12-02 were measured.
+    gen_dry: float = 0.8
     seed: int = 42
     work_dir: Path | None = None
     keep_work: bool = False
@@ -132,6 +135,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--gen-prompts-from",
         choices=GEN_PROMPT_SOURCES,
         help="generation prompts: eval (default: a seeded sample of the bundled eval prompts, red-team and general, six languages) or synthetic (the training records' prompts)",
+    )
+    add(
+        "--gen-dry",
+        type=float,
+        help="the generation section's DRY multiplier (default 0.8, the evaluation's default decoding; 0 = plain greedy)",
     )
     add("--seed", type=int, help="seed of the synthetic data and of every framework (default 42)")
     add(

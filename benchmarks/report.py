@@ -139,7 +139,8 @@ def build_rows(results: dict[str, Any]) -> list[Row]:
         rows += [
             _row(
                 "generation",
-                f"greedy new tokens/s (batch {gen['fast']['batch_size']})",
+                f"greedy new tokens/s (batch {gen['fast']['batch_size']}"
+                + (f", DRY {dry})" if (dry := gen["fast"].get("dry_multiplier")) else ")"),
                 gen["fast"]["tokens_per_s"],
                 "batched model.generate",
                 gen["generate"]["tokens_per_s"],

@@ -99,7 +99,11 @@ def merge(ctx: Context, results: dict[str, Any]) -> dict[str, Any]:
 
 def generation(ctx: Context, results: dict[str, Any]) -> dict[str, Any]:
     figures = ctx.child(
-        "generation", "generation", prompts=ctx.prompts, max_new_tokens=ctx.opts.gen_new_tokens
+        "generation",
+        "generation",
+        prompts=ctx.prompts,
+        max_new_tokens=ctx.opts.gen_new_tokens,
+        dry_multiplier=ctx.opts.gen_dry,
     )
     return {k: figures[k] for k in ("fast", "generate", "identical")} | {
         "process": {k: figures[k] for k in ("process_wall_s", "peak_rss_mb")}

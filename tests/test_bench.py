@@ -82,7 +82,8 @@ def test_quick_bench_on_the_tiny_model(tmp_path: Path, cache_dir: Path) -> None:
     generation = report["sections"]["generation"]
     for path in ("fast", "generate"):
         assert generation[path]["prompts"] == 32 and generation[path]["tokens_per_s"] > 0
-    # The tiny model in float32 (one thread): the fast decoder's outputs are generate's.
+        assert generation[path]["dry_multiplier"] == 0.8  # the evaluation's decoding
+    # The tiny model in float32 (one thread): the fast decoder's outputs are generate's (with DRY).
     assert generation["identical"] == 32
     util = report["sections"]["util"]
     for framework in ("mixmerge", "trl"):
@@ -166,3 +167,13 @@ def test_trl_recommended_config_and_eval_prompts() -> None:
     scripts = {"\u0900" <= ch <= "\u097f" for p in prompts for ch in p}  # some Hindi among them
     assert True in scripts
     assert len(eval_prompts(10_000, 0)) == 642  # every bundled eval prompt, no more
+
+
+def test_generation_is_benchmarked_with_the_evaluations_decoding_unless_told() -> None:
+    from omegaconf import OmegaConf
+
+    from benchmarks.options import parse_options
+
+    evaluate = OmegaConf.load(ROOT / "conf" / "evaluate.yaml")
+    assert parse_options([]).gen_dry == evaluate.generation.dry_multiplier
+    assert parse_options(["--gen-dry", "0"]).gen_dry == 0

@@ -241,6 +241,6 @@ def test_a_retrained_file_is_another_judge(trained, tmp_path, cache_dir):
     import pandas as pd
 
     frame = pd.DataFrame({"judge": [judge_label(first), judge_label(second)]})
-    for column in ("baseline", "base_model", "eval_languages"):
+    for column in ("baseline", "decoding", "base_model", "eval_languages"):
         frame[column] = "x"
     assert any("2 judges" in line for line in warnings(frame))

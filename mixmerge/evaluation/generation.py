@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 GENERATION_VERSION = 1
 OUTPUT_FIELDS = ("id", "language", "set", "task", "prompt", "response")
 DECODERS = ("fast", "generate")
+# The DRY settings of `Decoding`: they enter a generation's fingerprint only when DRY is on.
+DRY_FIELDS = ("dry_multiplier", "dry_base", "dry_allowed_length", "dry_breakers")
 
 
 @dataclass(frozen=True)
@@ -109,7 +111,7 @@ def decoding_key(decoding: Decoding) -> dict[str, Any]:
     generations cached before DRY existed stay valid for decodings without it."""
     key = asdict(decoding)
     if not decoding.dry_multiplier:
-        for name in ("dry_multiplier", "dry_base", "dry_allowed_length", "dry_breakers"):
+        for name in DRY_FIELDS:
             del key[name]
     return key
 

@@ -30,6 +30,7 @@ from mixmerge.evaluation.baseline import resolve_baseline, resolve_ref
 from mixmerge.evaluation.evalsets import check_split, load_eval_set
 from mixmerge.evaluation.fluency import fluency_summary, fluency_warning, format_shares
 from mixmerge.evaluation.generation import (
+    DRY_FIELDS,
     Decoding,
     Generations,
     cached_generations,
@@ -39,7 +40,6 @@ from mixmerge.evaluation.generation import (
 )
 from mixmerge.evaluation.judges import check_judge, judge_all, judge_fingerprint, judge_stats
 from mixmerge.evaluation.metrics import summarize
-from mixmerge.evaluation.repetition import DEFAULT_BREAKERS
 from mixmerge.evaluation.reporting import format_table, log_results
 from mixmerge.evaluation.validation import same_judge, shipped_validation, validation_note
 from mixmerge.fingerprints import model_fingerprint, sha256_json
@@ -86,10 +86,8 @@ def check_config(cfg: DictConfig) -> tuple[Decoding, list[str]]:
         seed=cfg.seed,
         dtype=gen.dtype,
         decoder=gen.decoder,
-        dry_multiplier=gen.get("dry_multiplier", 0.0),
-        dry_base=gen.get("dry_base", 1.75),
-        dry_allowed_length=gen.get("dry_allowed_length", 2),
-        dry_breakers=gen.get("dry_breakers", DEFAULT_BREAKERS),
+        # A generation node without the DRY keys (an older composed config) keeps Decoding's.
+        **{name: gen[name] for name in DRY_FIELDS if name in gen},
     )
     return decoding, codes
 
@@ -119,6 +117,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     model = resolve_evaluated(cfg)
     finished = Path(model.path) / RESULTS_FILE
     judge = build_judge(cfg.judge)  # judges load models and reach endpoints only when checked
+    items: list[dict[str, Any]] | None = None  # loaded once, where first needed
     if cfg.get("skip_existing") and finished.is_file():
         existing = read_artifact(EvalResults, finished).as_dict()
         if not same_judge(existing.get("judge"), _judge_config(cfg), judge):
@@ -129,7 +128,9 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
                 f"{finished} was judged by another judge than judge={judge.name} as configured "
                 "now; evaluating again"
             )
-        elif not same_generation(existing, cfg, model, decoding, languages):
+        elif not same_generation(
+            existing, cfg, model, items := load_items(cfg, languages), decoding
+        ):
             # Other prompts (the bundled sets grew), another decoding (DRY became the default) or
             # retrained weights: the finished numbers describe other responses.
             print(
@@ -144,7 +145,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     # Both are read before anything is generated: a corrupt file is one line, not a traceback later.
     check_model_folder(model.path, key="model_ref")
     check_model_folder(baseline.path, key="baseline")
-    items = load_items(cfg, languages)
+    if items is None:
+        items = load_items(cfg, languages)
     log.info(
         "Evaluating %s against %s (%s): %d red-team and %d general prompts",
         model.path,
@@ -162,19 +164,25 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     write_jsonl_atomic(run_dir / "generations_baseline.jsonl", base_gen.rows)
     per_language, records = judge_all(judge, items, model_gen.rows, base_gen.rows)
     metrics = score(cfg, judge, per_language, languages)
-    results = build_results(cfg, model, baseline, judge, metrics, model_gen, base_gen, records)
+    results = build_results(
+        cfg, model, baseline, judge, metrics, model_gen, base_gen, records, items, decoding
+    )
     beside = write_results(results, records, run_dir, Path(model.path))
     log_results(cfg.get("logger"), results, resolved_config(cfg), records)
     print_summary(results, judge.name, beside, run_dir, base_gen.cached)
     return results
 
 
-def evaluation_key(cfg: DictConfig) -> dict[str, str]:
+def configured_key(cfg: DictConfig) -> dict[str, str]:
+    """`evaluation_key` of an evaluate config's prompts and decoding (what a study expects)."""
+    decoding, languages = check_config(cfg)
+    return evaluation_key(load_items(cfg, languages), decoding)
+
+
+def evaluation_key(items: list[dict[str, Any]], decoding: Decoding) -> dict[str, str]:
     """Digests of what decides an evaluation's responses besides the weights — its prompts and its
     decoding — as recorded in eval_results.json's `generation`; a study compares them to tell a
     finished evaluation from one made under other settings (an older prompt set, no DRY)."""
-    decoding, languages = check_config(cfg)
-    items = load_items(cfg, languages)
     return {
         "prompts_digest": sha256_json([[i["id"], i["prompt"]] for i in items]),
         "decoding_digest": sha256_json(decoding_key(decoding)),
@@ -185,17 +193,15 @@ def same_generation(
     existing: dict[str, Any],
     cfg: DictConfig,
     model: ModelRef,
+    items: list[dict[str, Any]],
     decoding: Decoding,
-    languages: list[str],
 ) -> bool:
     """Whether a finished evaluation's model responses came from what is configured now: the
     generation fingerprint it recorded (weights, prompts, decoding, device) is the one these
     settings give."""
     recorded = (existing.get("generation") or {}).get("model_fingerprint")
     cache = cfg.paths.cache_dir if cfg.generation.cache else None
-    now = generation_fingerprint(
-        model_fingerprint(model.path, cache), load_items(cfg, languages), decoding
-    )
+    now = generation_fingerprint(model_fingerprint(model.path, cache), items, decoding)
     return recorded == now
 
 
@@ -266,6 +272,8 @@ def build_results(
     model_gen: Generations,
     base_gen: Generations,
     records: list[dict[str, Any]],
+    items: list[dict[str, Any]],
+    decoding: Decoding,
 ) -> dict[str, Any]:
     """The content of eval_results.json (mixmerge.artifacts.EvalResults), checked."""
     judge_config = _judge_config(cfg)
@@ -291,7 +299,7 @@ def build_results(
             "baseline_fingerprint": base_gen.fingerprint,
             "model_cached": model_gen.cached,
             "baseline_cached": base_gen.cached,
-            **evaluation_key(cfg),
+            **evaluation_key(items, decoding),
         },
         **metrics,
         "fluency": {

@@ -79,9 +79,9 @@ def output_name(command: str, overrides: list[str]) -> str:
 
 
 def _evaluation_key(overrides: list[str]) -> dict[str, str]:
-    from mixmerge.evaluation.run import evaluation_key  # torch and transformers: only when needed
+    from mixmerge.evaluation.run import configured_key  # torch and transformers: only when needed
 
-    return evaluation_key(compose(config_name="evaluate", overrides=overrides))
+    return configured_key(compose(config_name="evaluate", overrides=overrides))
 
 
 def logging_overrides(study: DictConfig, overrides: list[str]) -> list[str]:

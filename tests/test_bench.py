@@ -11,6 +11,7 @@ from fnmatch import fnmatch
 from pathlib import Path
 
 import pytest
+import torch
 
 from benchmarks.options import SECTIONS, parse_options
 from benchmarks.timing import throughput
@@ -177,3 +178,16 @@ def test_generation_is_benchmarked_with_the_evaluations_decoding_unless_told() -
     evaluate = OmegaConf.load(ROOT / "conf" / "evaluate.yaml")
     assert parse_options([]).gen_dry == evaluate.generation.dry_multiplier
     assert parse_options(["--gen-dry", "0"]).gen_dry == 0
+
+
+def test_head_pruning_bound_holds_and_is_exact_at_full_rank() -> None:
+    from benchmarks.head_pruning import candidate_shares
+
+    gen = torch.Generator().manual_seed(0)
+    embedding = torch.randn(500, 16, generator=gen)
+    hidden = torch.randn(8, 16, generator=gen) * 5
+    shares = candidate_shares(hidden, embedding, [4, 16])
+    # At full rank the residual is zero, the bound is the logit itself: only the argmax remains.
+    assert shares[16]["max_share"] == round(1 / 500, 4)
+    # Below it the bound still keeps the argmax (asserted inside) and keeps more candidates.
+    assert shares[4]["mean_share"] > shares[16]["mean_share"]

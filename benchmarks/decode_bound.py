@@ -42,13 +42,20 @@ def _replay(model, outputs: list[list[int]]):  # noqa: ANN001, ANN202
     return next_tokens
 
 
-def measure(model_dir: str, n_prompts: int, seed: int, new_tokens: int = 64) -> dict[str, float]:
+def load_for_decoding(model_dir: str, n_prompts: int, seed: int, new_tokens: int):  # noqa: ANN201
+    """A seeded, shuffled sample of the bundled eval prompts, and the model (bf16), its
+    left-padding tokenizer and greedy generation config, as evaluation decodes."""
     prompts = eval_prompts(n_prompts, seed)
     random.Random(seed).shuffle(prompts)
     tokenizer = load_tokenizer(model_dir)
     tokenizer.padding_side = "left"
     model = load_causal_lm(model_dir, "bfloat16", False, key="model").eval()
     config = _generation_config(model, tokenizer, Decoding(max_new_tokens=new_tokens))
+    return prompts, tokenizer, model, config
+
+
+def measure(model_dir: str, n_prompts: int, seed: int, new_tokens: int = 64) -> dict[str, float]:
+    prompts, tokenizer, model, config = load_for_decoding(model_dir, n_prompts, seed, new_tokens)
     stops = set(config.eos_token_id)
     texts = [prompt_text(tokenizer, p) for p in prompts]
     order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))  # as evaluation batches them
@@ -101,17 +108,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.decode_bound", description=__doc__)
     parser.add_argument("--prompts", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--model-dir", help="a model folder (default: the default model's chat baseline)"
-    )
+    add_model_dir_option(parser)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-    model_dir = args.model_dir or str(resolve_model_dir())
-    result = measure(model_dir, args.prompts, args.seed)
+    result = measure(model_dir_from(args), args.prompts, args.seed)
     text = json.dumps(result, indent=1)
     print(text)
     if args.out:
         args.out.write_text(text + "\n")
+
+
+def add_model_dir_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--model-dir", help="a model folder (default: the default model's chat baseline)"
+    )
+
+
+def model_dir_from(args: argparse.Namespace) -> str:
+    return args.model_dir or str(resolve_model_dir())
 
 
 def resolve_model_dir() -> Path:

@@ -20,6 +20,8 @@ from collections.abc import Callable
 
 import torch
 
+from benchmarks.decode_bound import add_model_dir_option, model_dir_from
+
 
 def _ms(step: Callable[[], object], repeats: int) -> float:
     step()  # warm-up: oneDNN picks and caches its kernel on the first call
@@ -63,14 +65,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.head_kernels", description=__doc__)
     parser.add_argument("--rows", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=20)
-    parser.add_argument(
-        "--model-dir", help="a model folder (default: the default model's chat baseline)"
-    )
+    add_model_dir_option(parser)
     args = parser.parse_args()
-    from benchmarks.decode_bound import resolve_model_dir
-
-    model_dir = args.model_dir or str(resolve_model_dir())
-    print(json.dumps(measure(model_dir, args.rows, args.repeats), indent=1))
+    print(json.dumps(measure(model_dir_from(args), args.rows, args.repeats), indent=1))
 
 
 if __name__ == "__main__":

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 
 import torch
+
+from benchmarks.decode_bound import add_model_dir_option, load_for_decoding, model_dir_from
 
 
 def head_inputs(
@@ -28,16 +29,9 @@ def head_inputs(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The LM head's inputs (one row per generated token) while `model_dir` decodes greedily, and
     the head's weight (the tied embedding), both in float32."""
-    from benchmarks.run import eval_prompts
-    from mixmerge.evaluation.generation import Decoding, _generation_config, prompt_text
-    from mixmerge.modeling import load_causal_lm, load_tokenizer
+    from mixmerge.evaluation.generation import prompt_text
 
-    prompts = eval_prompts(n_prompts, seed)
-    random.Random(seed).shuffle(prompts)
-    tokenizer = load_tokenizer(model_dir)
-    tokenizer.padding_side = "left"
-    model = load_causal_lm(model_dir, "bfloat16", False, key="model").eval()
-    config = _generation_config(model, tokenizer, Decoding(max_new_tokens=new_tokens))
+    prompts, tokenizer, model, config = load_for_decoding(model_dir, n_prompts, seed, new_tokens)
     seen: list[torch.Tensor] = []
     hook = model.get_output_embeddings().register_forward_pre_hook(
         lambda _module, args: seen.append(args[0][:, -1, :].float().clone())
@@ -76,14 +70,9 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=32)
     parser.add_argument("--new-tokens", type=int, default=16)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument(
-        "--model-dir", help="a model folder (default: the default model's chat baseline)"
-    )
+    add_model_dir_option(parser)
     args = parser.parse_args()
-    from benchmarks.decode_bound import resolve_model_dir
-
-    model_dir = args.model_dir or str(resolve_model_dir())
-    hidden, embedding = head_inputs(model_dir, args.prompts, args.new_tokens, args.seed)
+    hidden, embedding = head_inputs(model_dir_from(args), args.prompts, args.new_tokens, args.seed)
     result = {
         "hidden_states": hidden.shape[0],
         "vocabulary": embedding.shape[0],

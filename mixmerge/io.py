@@ -20,9 +20,21 @@ from mixmerge.errors import MixmergeError
 DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG}
 
 
-def disk_error(err: OSError, target: Path, kept: str) -> MixmergeError:
+def disk_errno(err: BaseException) -> int | None:
+    """The errno of a write the disk refused, or None. Writers in Rust (safetensors' serializer,
+    which writes every model file) raise their own exception type with the OS error in its text,
+    `... No space left on device (os error 28)`, not an OSError."""
+    if isinstance(err, OSError):
+        return err.errno if err.errno in DISK_ERRORS else None
+    found = re.search(r"\(os error (\d+)\)", str(err))
+    return int(found.group(1)) if found and int(found.group(1)) in DISK_ERRORS else None
+
+
+def disk_error(err: BaseException, target: Path, kept: str) -> MixmergeError:
     """One line for a write the disk refused, saying what was kept."""
-    return MixmergeError(f"{target}: {err.strerror or err} while writing it; {kept}")
+    code = disk_errno(err)
+    reason = getattr(err, "strerror", None) or (os.strerror(code) if code else str(err))
+    return MixmergeError(f"{target}: {reason} while writing it; {kept}")
 
 
 @contextlib.contextmanager
@@ -83,9 +95,9 @@ def atomic_dir(final: str | Path, overwrite: bool = False) -> Iterator[Path]:
         tmp.mkdir()
         try:
             yield tmp
-        except OSError as err:
+        except Exception as err:
             shutil.rmtree(tmp, ignore_errors=True)
-            if err.errno in DISK_ERRORS:
+            if disk_errno(err) is not None:
                 kept = (
                     f"the previous {final.name} is unchanged"
                     if final.exists()

@@ -279,3 +279,27 @@ def test_sigkill_during_report_then_rerun(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert (tmp_path / "run" / "report.md").is_file()
     assert (tmp_path / "outputs/report/latest/report.md").is_file()
+
+
+def test_full_disk_reported_by_safetensors_is_one_line_too(tmp_path):
+    """safetensors' Rust serializer (every model file) reports a full disk as its own exception
+    type with the OS error in its text, not as an OSError: still one line, nothing left."""
+    from safetensors import SafetensorError
+
+    final = tmp_path / "gemma3-270m-chat-sft-mix15-all"
+    with pytest.raises(MixmergeError) as err, atomic_dir(final) as tmp:
+        (tmp / "model.safetensors").write_bytes(b"\0" * 100)
+        raise SafetensorError(
+            "Error while serializing: I/O error: No space left on device (os error 28)"
+        )
+    assert str(err.value) == (
+        f"{final}: No space left on device while writing it; nothing was written to {final.name}"
+    )
+    assert leftovers(tmp_path) == [] and not final.exists()
+
+
+def test_other_errors_inside_atomic_dir_pass_through(tmp_path):
+    with pytest.raises(ValueError, match="os error 2"), atomic_dir(tmp_path / "m") as tmp:
+        (tmp / "f").write_text("x")
+        raise ValueError("not a disk error (os error 2)")  # ENOENT: not the disk refusing
+    assert leftovers(tmp_path) == []

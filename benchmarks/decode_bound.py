@@ -22,6 +22,7 @@ import json
 import random
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -42,7 +43,9 @@ def _replay(model, outputs: list[list[int]]):  # noqa: ANN001, ANN202
     return next_tokens
 
 
-def load_for_decoding(model_dir: str, n_prompts: int, seed: int, new_tokens: int):  # noqa: ANN201
+def load_for_decoding(
+    model_dir: str, n_prompts: int, seed: int, new_tokens: int
+) -> tuple[list[dict[str, Any]], Any, Any, Any]:
     """A seeded, shuffled sample of the bundled eval prompts, and the model (bf16), its
     left-padding tokenizer and greedy generation config, as evaluation decodes."""
     prompts = eval_prompts(n_prompts, seed)

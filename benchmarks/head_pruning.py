@@ -45,11 +45,14 @@ def head_inputs(
 
 
 def candidate_shares(hidden: torch.Tensor, embedding: torch.Tensor, ranks: list[int]) -> dict:
+    """The mean largest logit, and per rank k the mean and largest share of the vocabulary whose
+    bound reaches each state's largest logit."""
     logits = hidden @ embedding.T
+    top = logits.max(-1).values
     # The bound is computed in another order than the logits: allow float32 rounding.
-    best = logits.max(-1).values - 1e-4 * logits.max(-1).values.abs().clamp(min=1)
+    best = top - 1e-4 * top.abs().clamp(min=1)
     _, _, vh = torch.linalg.svd(embedding, full_matrices=False)
-    out = {}
+    out: dict = {}
     for k in ranks:
         basis = vh[:k].T
         e_k, h_k = embedding @ basis, hidden @ basis
@@ -62,7 +65,7 @@ def candidate_shares(hidden: torch.Tensor, embedding: torch.Tensor, ranks: list[
             "mean_share": round(share.mean().item(), 4),
             "max_share": round(share.max().item(), 4),
         }
-    return out
+    return {"max_logit_mean": round(top.mean().item(), 2), "ranks": out}
 
 
 def main() -> None:
@@ -76,9 +79,8 @@ def main() -> None:
     result = {
         "hidden_states": hidden.shape[0],
         "vocabulary": embedding.shape[0],
-        "max_logit_mean": round((hidden @ embedding.T).max(-1).values.mean().item(), 2),
         "hidden_norm_mean": round(hidden.norm(dim=-1).mean().item(), 1),
-        "ranks": candidate_shares(hidden, embedding, [64, 128, 256, 384, 512]),
+        **candidate_shares(hidden, embedding, [64, 128, 256, 384, 512]),
     }
     print(json.dumps(result, indent=1))
 

@@ -25,9 +25,11 @@ def disk_errno(err: BaseException) -> int | None:
     which writes every model file) raise their own exception type with the OS error in its text,
     `... No space left on device (os error 28)`, not an OSError."""
     if isinstance(err, OSError):
-        return err.errno if err.errno in DISK_ERRORS else None
-    found = re.search(r"\(os error (\d+)\)", str(err))
-    return int(found.group(1)) if found and int(found.group(1)) in DISK_ERRORS else None
+        code = err.errno
+    else:
+        found = re.search(r"\(os error (\d+)\)", str(err))
+        code = int(found.group(1)) if found else None
+    return code if code in DISK_ERRORS else None
 
 
 def disk_error(err: BaseException, target: Path, kept: str) -> MixmergeError:
@@ -132,7 +134,7 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
         os.replace(tmp, path)
     except OSError as err:
         tmp.unlink(missing_ok=True)
-        if err.errno in DISK_ERRORS:
+        if disk_errno(err) is not None:
             kept = "the previous file is unchanged" if path.exists() else "it was not written"
             raise disk_error(err, path, kept) from err
         raise

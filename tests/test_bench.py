@@ -186,7 +186,7 @@ def test_head_pruning_bound_holds_and_is_exact_at_full_rank() -> None:
     gen = torch.Generator().manual_seed(0)
     embedding = torch.randn(500, 16, generator=gen)
     hidden = torch.randn(8, 16, generator=gen) * 5
-    shares = candidate_shares(hidden, embedding, [4, 16])
+    shares = candidate_shares(hidden, embedding, [4, 16])["ranks"]
     # At full rank the residual is zero, the bound is the logit itself: only the argmax remains.
     assert shares[16]["max_share"] == round(1 / 500, 4)
     # Below it the bound still keeps the argmax (asserted inside) and keeps more candidates.

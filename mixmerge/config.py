@@ -28,6 +28,21 @@ def auto_precision() -> str:
     return "bf16-mixed" if cpu_has_bf16() else "32-true"
 
 
+def describe_precision(precision: str) -> str:
+    """The training precision with the reason a CPU run gets it, for the run's log: the same
+    recipe takes about three times as long on a CPU without native bf16 (docs/performance.md)."""
+    import torch
+
+    if torch.cuda.is_available() or precision not in ("32-true", "bf16-mixed"):
+        return precision
+    if cpu_has_bf16():
+        return f"{precision} (this CPU has native bf16: AVX512-BF16 or AMX)"
+    return (
+        f"{precision} (this CPU has no native bf16 - no AVX512-BF16 or AMX - so bf16 would be "
+        "emulated; expect several times the step time of a bf16-capable CPU)"
+    )
+
+
 def native_dtype() -> str:
     """The dtype inference runs fastest in without loss of range: bfloat16 where training would
     use bf16 autocast (bf16 GPUs, AVX512-BF16/AMX CPUs), else float32."""

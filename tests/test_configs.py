@@ -82,3 +82,22 @@ def test_every_train_option_instantiates(tmp_path: Path, override: str):
     if cfg.peft.config:
         instantiate(cfg.peft.config)
     assert cfg.data.safety_ratio is not None and 0 <= cfg.data.safety_ratio <= 1
+
+
+def test_describe_precision_says_why_a_cpu_trains_in_fp32(monkeypatch):
+    """The run's log names the precision and, on a CPU, whether bf16 is native there: the same
+    recipe is several times slower on a CPU without AVX512-BF16 or AMX (measured, docs)."""
+    import torch
+
+    from mixmerge import config
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(config, "cpu_has_bf16", lambda: False)
+    assert config.auto_precision() == "32-true"
+    slow = config.describe_precision(config.auto_precision())
+    assert slow.startswith("32-true (") and "no native bf16" in slow
+    monkeypatch.setattr(config, "cpu_has_bf16", lambda: True)
+    assert config.auto_precision() == "bf16-mixed"
+    fast = config.describe_precision(config.auto_precision())
+    assert fast.startswith("bf16-mixed (") and "has native bf16" in fast
+    assert config.describe_precision("16-mixed") == "16-mixed"

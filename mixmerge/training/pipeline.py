@@ -13,7 +13,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from mixmerge.artifacts import MIXTURE_FILE, MixtureManifest, validate, write_artifact
-from mixmerge.config import resolved_config
+from mixmerge.config import describe_precision, resolved_config
 from mixmerge.config_checks import check_values, train_rules
 from mixmerge.data.datamodule import SFTCollator, encode_records, pack
 from mixmerge.data.mixture import Mixture, build_mixture
@@ -319,6 +319,7 @@ def build_trainer(
         strategy=strategy,
     )
     check_multirun_launch(trainer, cfg.strategy.name)
+    log.info("Precision: %s", describe_precision(str(cfg.trainer.precision)))
     for logger in loggers:
         logger.log_hyperparams({"config": resolved_config(cfg), "mixture": manifest})
     return trainer, probe

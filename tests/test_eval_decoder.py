@@ -12,7 +12,12 @@ from omegaconf import OmegaConf
 from transformers import LogitsProcessorList
 from transformers.cache_utils import DynamicLayer
 
-from mixmerge.evaluation.decoder import greedy_decode, packed_linears, preallocated_cache
+from mixmerge.evaluation.decoder import (
+    greedy_decode,
+    packed_linears,
+    preallocated_cache,
+    transposed_head,
+)
 from mixmerge.evaluation.generation import Decoding, generate_responses
 from mixmerge.evaluation.repetition import Dry, ResponseDRY, breaker_ids
 from mixmerge.modeling import ensure_tiny_random, load_causal_lm, load_tokenizer
@@ -86,9 +91,10 @@ def test_fast_greedy_equals_generate(which, dtype, request):
         counts = torch.bincount(torch.tensor([t for row in free for t in row]))
         stops = set(counts.argsort(descending=True)[:2].tolist())
         want = reference(model, tok, enc, stops)
-        with packed_linears(model) as packed:
+        with packed_linears(model) as packed, transposed_head(model) as transposed:
             got = greedy_decode(model, enc["input_ids"], enc["attention_mask"], NEW, stops)
     assert got == want
+    assert transposed == (dtype == "float32")  # the head runs as (W hᵀ)ᵀ in float32
     lengths = {len(r) for r in got}
     assert len(lengths) > 1 and min(lengths) < NEW  # some rows really stopped early
     # Packing applies exactly to bfloat16 on a CPU with oneDNN's bf16 support.
@@ -98,6 +104,34 @@ def test_fast_greedy_equals_generate(which, dtype, request):
         assert packed == 0
     # The model is itself again afterwards.
     assert not any("forward" in vars(m) for m in model.modules())
+
+
+def test_the_transposed_head_gives_the_same_logits(gemma_wide, llama):
+    """(W hᵀ)ᵀ is h Wᵀ: the same dot products, which the BLAS may sum in another order for some row
+    counts, so equal to float32 rounding (and the greedy tokens are generate's: the test above), on
+    the tiny models' heads and on a vocabulary-sized one of the default model's hidden size."""
+    for path in (gemma_wide, llama):
+        tok, model, enc = load(str(path), "float32")
+        with torch.inference_mode():
+            plain = model(**enc, logits_to_keep=1).logits  # a decoding step's shape
+            with transposed_head(model) as applied:
+                fast = model(**enc, logits_to_keep=1).logits
+        assert applied and fast.shape == plain.shape
+        torch.testing.assert_close(fast, plain, rtol=1e-5, atol=1e-5)
+        assert not any("forward" in vars(m) for m in model.modules())
+    head = torch.nn.Linear(640, 16384, bias=False)
+    holder = type("M", (), {"get_output_embeddings": lambda self: head})()
+    with torch.inference_mode():
+        for rows in (torch.randn(32, 1, 640), torch.randn(3, 1, 640), torch.randn(1, 1, 640)):
+            plain = head(rows)
+            with transposed_head(holder):
+                fast = head(rows)
+            torch.testing.assert_close(fast, plain, rtol=1e-5, atol=1e-5)
+            assert torch.equal(fast.argmax(-1), plain.argmax(-1))
+    # Not where it does not apply: a bfloat16 head is left alone.
+    _, bf16, _ = load(str(llama), "bfloat16")
+    with transposed_head(bf16) as applied:
+        assert not applied
 
 
 def test_cache_is_preallocated_only_where_nothing_slides(gemma_wide, gemma_narrow, llama):

@@ -10,8 +10,10 @@ position ids) and only changes the bookkeeping around it:
 - the next token is the argmax of the last position's logits, as greedy `generate` picks it
   (taken on the logits' own dtype: the same index, without a float32 copy of the vocabulary);
 - on a CPU, bfloat16 linear layers run on weights reordered once into oneDNN's blocked layout
-  (`packed_linears`), instead of being reordered inside every matmul call. The packed product is
-  bit-identical.
+  (`packed_linears`), instead of being reordered inside every matmul call; a float32 model's
+  output head runs as `(W hᵀ)ᵀ` (`transposed_head`), which the BLAS computes faster for a few rows
+  and a large vocabulary. The packed product is bit-identical; the transposed one agrees to float32
+  rounding (see `transposed_head`).
 
 So its outputs are `generate`'s greedy outputs (tests compare them token for token on tiny models,
 and the benchmark on the real one). Sampling still goes through `generate`. What it saves is
@@ -131,6 +133,46 @@ def packed_linears(model: Any, rows_hint: int = 32) -> Iterator[int]:
     finally:
         for module in patched:
             del module.forward  # back to the class's forward
+
+
+def _float32_cpu_head(model: Any) -> torch.nn.Linear | None:
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    if type(head) is not torch.nn.Linear or head.bias is not None:
+        return None
+    weight = head.weight
+    return head if weight.device.type == "cpu" and weight.dtype == torch.float32 else None
+
+
+@contextmanager
+def transposed_head(model: Any) -> Iterator[bool]:
+    """Run a float32 CPU model's output head as `(W hᵀ)ᵀ` instead of `h Wᵀ` while inside; yields
+    whether it applies (a plain bias-free `nn.Linear` head, float32, on a CPU).
+
+    Decoding multiplies a few rows (one per prompt of the batch) by the head's whole vocabulary: for
+    Gemma 3, [32, 640] × [640, 262,144], most of a float32 decoding step on a CPU. With the
+    vocabulary as the rows of the output, an AVX2 CPU's BLAS ran that product about twice as fast
+    (docs/performance.md). Each logit is the same dot product over the hidden size; the BLAS may
+    sum it in another order for some row counts (differences of a few 1e-6 at 2 and 8 rows of
+    Gemma's head, none at 1, 17, 31 or 32, measured), so the logits agree to float32 rounding and
+    the greedy tokens are `generate`'s wherever compared (tests on tiny models; the benchmark and
+    the evaluation's prompts on Gemma 3 270M: docs/performance.md). The logits come back as a
+    transposed view; only their maximum is read.
+    """
+    head = _float32_cpu_head(model)
+    if head is None:
+        yield False
+        return
+    weight = head.weight
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        rows = x.reshape(-1, x.shape[-1])
+        return (weight @ rows.t()).t().reshape(*x.shape[:-1], weight.shape[0])
+
+    head.forward = forward
+    try:
+        yield True
+    finally:
+        del head.forward  # back to the class's forward
 
 
 # One decoding step: (inputs for the model's forward, rows still decoding, step, the tokens each of

@@ -18,7 +18,7 @@ from transformers import LogitsProcessorList
 from mixmerge.config import native_dtype
 from mixmerge.data.formatting import prompt_text
 from mixmerge.errors import MixmergeError
-from mixmerge.evaluation.decoder import greedy_decode, packed_linears
+from mixmerge.evaluation.decoder import greedy_decode, packed_linears, transposed_head
 from mixmerge.evaluation.repetition import DEFAULT_BREAKERS, Dry, ResponseDRY, breaker_ids
 from mixmerge.fingerprints import model_fingerprint, sha256_json
 from mixmerge.io import write_text_atomic
@@ -168,6 +168,7 @@ def generate_responses(
     with (
         torch.inference_mode(),
         packed_linears(model, decoding.batch_size) if fast else contextlib.nullcontext(),
+        transposed_head(model) if fast else contextlib.nullcontext(),
         tqdm(total=len(texts), desc=desc, unit="prompt") as bar,
     ):
         for start in range(0, len(order), decoding.batch_size):

@@ -66,6 +66,33 @@ def test_fused_head_matches_the_logits_path(kind, chunk_logits):
         assert torch.allclose(fused_grads[name], param.grad, atol=1e-5), name
 
 
+@pytest.mark.parametrize("kind", ["llama", "llama-tied", "cohere"])
+@pytest.mark.parametrize("chunk_logits", [300 * 7, 1 << 25])
+def test_keeping_the_softmax_gives_the_recomputed_gradients_exactly(kind, chunk_logits):
+    """The softmax kept from the forward is the one the backward would recompute, bit for bit: the
+    same log-probs and the same gradients, to the last bit, with or without the budget; and a
+    batch over the budget recomputes."""
+    weights = torch.linspace(0.5, 2.0, int((batch()["labels"][:, 1:] != -100).sum()))
+    runs = {}
+    for budget in (0, 1 << 30):  # 0 = recompute (nothing fits), else keep
+        model = tiny(kind)
+        logps, _ = labelled_token_logps(
+            model, batch(), chunk_logits=chunk_logits, keep_softmax_bytes=budget
+        )
+        node = logps.grad_fn
+        kept = bool(node is not None and getattr(node, "kept", None))
+        (logps * weights).sum().backward()
+        runs[budget] = (kept, logps.detach(), {n: p.grad for n, p in model.named_parameters()})
+    assert runs[0][0] is False and runs[1 << 30][0] is True
+    assert torch.equal(runs[0][1], runs[1 << 30][1])
+    for name, grad in runs[0][2].items():
+        assert torch.equal(grad, runs[1 << 30][2][name]), name
+    # Without a backward to come (a reference pass), nothing is kept.
+    with torch.no_grad():
+        logps, _ = labelled_token_logps(tiny(kind), batch(), keep_softmax_bytes=1 << 30)
+    assert logps.grad_fn is None
+
+
 def test_bf16_autocast_stays_close_and_returns_fp32():
     model = tiny("llama")
     b = batch()

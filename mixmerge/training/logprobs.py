@@ -6,7 +6,9 @@ largest activation of a small model (SmolLM2: 49,152 logits per token) and of a 
 one (Aya: 256,000). Here the head runs only on the positions that have a label (the response, not
 the prompt or padding), in chunks of tokens, and its backward recomputes each chunk's logits from
 the hidden states: memory grows with `hidden_size`, not `vocab_size`, and prompt positions cost
-no head compute at all. The idea is that of fused linear cross-entropy kernels (Liger, Cut
+no head compute at all. Where a batch's labelled softmax fits `KEEP_SOFTMAX_BYTES` (a CPU's small
+batches) the forward keeps it instead, and the backward skips the recompute (the same values, so
+the same gradients). The idea is that of fused linear cross-entropy kernels (Liger, Cut
 Cross-Entropy), written with plain matmuls so it runs on CPUs and GPUs alike.
 
 Models whose head does more than `lm_head(h) * scale` (logit soft-capping), a head wrapped by LoRA
@@ -45,16 +47,23 @@ FUSED_HEAD_MODEL_TYPES = frozenset(
 )
 # Logits per chunk (tokens × vocabulary): about 128 MB of fp32 at a time.
 CHUNK_LOGITS = 1 << 25
+# The backward needs each labelled token's softmax. Where all of them fit in this many bytes of
+# fp32 (1,536 tokens of Gemma 3's 262,144-token vocabulary; the quick start's steps have fewer) the
+# forward keeps them, and the backward skips recomputing the head product: one of its three
+# vocabulary-sized matmuls, a fifth of an fp32 training step on a CPU (docs/performance.md). Larger
+# batches (a GPU's) recompute, so memory still grows with the hidden size there.
+KEEP_SOFTMAX_BYTES = 3 << 29
 
 
 class _LinearTokenLogProbs(torch.autograd.Function):
     """log softmax(scale · h Wᵀ)[target] per row, chunked over rows; the backward recomputes."""
 
     @staticmethod
-    def forward(ctx: Any, hidden, weight, targets, scale: float, chunk: int):  # type: ignore[override]
+    def forward(ctx: Any, hidden, weight, targets, scale: float, chunk: int, keep: bool):  # type: ignore[override]
         n = hidden.shape[0]
         logps = torch.empty(n, dtype=torch.float32, device=hidden.device)
         lse = torch.empty(n, dtype=torch.float32, device=hidden.device)
+        kept = []
         for s in range(0, n, chunk):
             logits = (hidden[s : s + chunk] @ weight.t()).float()
             if scale != 1.0:
@@ -62,8 +71,10 @@ class _LinearTokenLogProbs(torch.autograd.Function):
             lse[s : s + chunk] = torch.logsumexp(logits, dim=-1)
             picked = logits.gather(1, targets[s : s + chunk, None]).squeeze(1)
             logps[s : s + chunk] = picked - lse[s : s + chunk]
+            if keep:  # the softmax, by the very operations the backward would recompute it with
+                kept.append(logits.sub_(lse[s : s + chunk, None]).exp_())
         ctx.save_for_backward(hidden, weight, targets, lse)
-        ctx.scale, ctx.chunk = scale, chunk
+        ctx.scale, ctx.chunk, ctx.kept = scale, chunk, kept
         return logps
 
     @staticmethod
@@ -77,14 +88,17 @@ class _LinearTokenLogProbs(torch.autograd.Function):
             torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if want_w else None
         )
         grad = grad.float()
-        for s in range(0, hidden.shape[0], chunk):
+        for i, s in enumerate(range(0, hidden.shape[0], chunk)):
             h = hidden[s : s + chunk]
             g = grad[s : s + chunk]
             # d logp / d logits = onehot(target) − softmax; chained with the upstream grad and the scale.
-            probs = (h @ weight.t()).float()
-            if scale != 1.0:
-                probs.mul_(scale)
-            probs.sub_(lse[s : s + chunk, None]).exp_().mul_(-g[:, None])
+            if ctx.kept:
+                probs = ctx.kept[i].mul(-g[:, None])  # kept intact for another backward
+            else:
+                probs = (h @ weight.t()).float()
+                if scale != 1.0:
+                    probs.mul_(scale)
+                probs.sub_(lse[s : s + chunk, None]).exp_().mul_(-g[:, None])
             probs.scatter_add_(1, targets[s : s + chunk, None], g[:, None])
             if scale != 1.0:
                 probs.mul_(scale)
@@ -95,7 +109,7 @@ class _LinearTokenLogProbs(torch.autograd.Function):
                 grad_weight.add_((d.t() @ h).float())
         if want_w:
             grad_weight = grad_weight.to(weight.dtype)
-        return grad_hidden, grad_weight, None, None, None
+        return grad_hidden, grad_weight, None, None, None, None
 
 
 @dataclass(frozen=True)
@@ -138,7 +152,10 @@ def sequence_count(batch: dict[str, torch.Tensor]) -> int:
 
 
 def labelled_token_logps(
-    model: Any, batch: dict[str, torch.Tensor], chunk_logits: int = CHUNK_LOGITS
+    model: Any,
+    batch: dict[str, torch.Tensor],
+    chunk_logits: int = CHUNK_LOGITS,
+    keep_softmax_bytes: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Log-probs of every labelled token (label ≠ -100) and the sequence each belongs to (its row,
     or, in packed rows, its `sequence_index`).
@@ -168,8 +185,17 @@ def labelled_token_logps(
     dtype = _compute_dtype(hidden)
     weight = head.weight.to(dtype)
     chunk = max(16, chunk_logits // weight.shape[0])
+    # Keep the softmax for the backward when there will be one and it fits the budget.
+    keep = (
+        torch.is_grad_enabled()
+        and (hidden.requires_grad or weight.requires_grad)
+        and hidden.shape[0] * weight.shape[0] * 4
+        <= (KEEP_SOFTMAX_BYTES if keep_softmax_bytes is None else keep_softmax_bytes)
+    )
     with torch.autocast(hidden.device.type, enabled=False):
-        logps = _LinearTokenLogProbs.apply(hidden.to(dtype), weight, targets, head.scale, chunk)
+        logps = _LinearTokenLogProbs.apply(
+            hidden.to(dtype), weight, targets, head.scale, chunk, keep
+        )
     return logps, owner
 
 

@@ -107,6 +107,20 @@ def _can_pack(model: Any) -> bool:
 
 
 @contextmanager
+def _forwards_replaced(
+    forwards: list[tuple[torch.nn.Module, Callable[..., Any]]],
+) -> Iterator[None]:
+    """Each module runs its given forward instead of its class's while inside."""
+    for module, forward in forwards:
+        module.forward = forward
+    try:
+        yield
+    finally:
+        for module, _ in forwards:
+            del module.forward  # back to the class's forward
+
+
+@contextmanager
 def packed_linears(model: Any, rows_hint: int = 32) -> Iterator[int]:
     """Run every `nn.Linear` of a bfloat16 CPU model on a oneDNN-packed copy of its weight while
     inside; yields how many layers were packed (0 where packing does not apply: GPU, float32, no
@@ -115,7 +129,7 @@ def packed_linears(model: Any, rows_hint: int = 32) -> Iterator[int]:
         yield 0
         return
     packed: dict[int, torch.Tensor] = {}  # by weight identity: a tied head shares the packing
-    patched = []
+    forwards = []
     for module in model.modules():
         if not isinstance(module, torch.nn.Linear):
             continue
@@ -126,13 +140,9 @@ def packed_linears(model: Any, rows_hint: int = 32) -> Iterator[int]:
         def forward(x: torch.Tensor, w: torch.Tensor = packed[id(weight)], m: Any = module) -> Any:
             return torch.ops.mkldnn._linear_pointwise(x, w, m.bias, "none", [], "")
 
-        module.forward = forward
-        patched.append(module)
-    try:
-        yield len(patched)
-    finally:
-        for module in patched:
-            del module.forward  # back to the class's forward
+        forwards.append((module, forward))
+    with _forwards_replaced(forwards):
+        yield len(forwards)
 
 
 def _float32_cpu_head(model: Any) -> torch.nn.Linear | None:
@@ -168,11 +178,8 @@ def transposed_head(model: Any) -> Iterator[bool]:
         rows = x.reshape(-1, x.shape[-1])
         return (weight @ rows.t()).t().reshape(*x.shape[:-1], weight.shape[0])
 
-    head.forward = forward
-    try:
+    with _forwards_replaced([(head, forward)]):
         yield True
-    finally:
-        del head.forward  # back to the class's forward
 
 
 # One decoding step: (inputs for the model's forward, rows still decoding, step, the tokens each of
